@@ -1,0 +1,13 @@
+"""mmdet3d-equity: DatasetEquity and semantic-scale balancing for MMDetection3D.
+
+Importing this package registers its datasets, losses and hooks in
+MMDetection3D's registries, so configs can switch it on with::
+
+    custom_imports = dict(imports=['mmdet3d_equity'],
+                          allow_failed_imports=False)
+"""
+from .version import __version__
+from . import datasets, engine, models, scoring, semantic_scale  # noqa: F401,E501  (registers modules)
+from .models.losses.equity_weight import equity_weight  # noqa: F401
+
+__all__ = ['__version__', 'equity_weight']

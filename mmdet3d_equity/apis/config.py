@@ -1,0 +1,59 @@
+"""Config loading shared by the command-line tools."""
+import os
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
+
+
+class ConfigError(ValueError):
+    """A config file or option that cannot be used, with the fix."""
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Load an MMEngine config like MMDetection3D's tools do.
+
+    ``path`` is a file, or ``mmdet3d::<relative path>`` for a stock config
+    shipped in the mmdet3d wheel. Raises :class:`ConfigError` naming the
+    problem when the file does not exist or does not parse.
+    """
+    if '::' not in path and not osp.isfile(path):
+        raise ConfigError(
+            f'config file not found: {path!r}. Give the path to an '
+            f'MMDetection3D config (e.g. configs/tiny/'
+            f'pointpillars_tiny-kitti-3class.py) or a stock one as '
+            f"'mmdet3d::pointpillars/<name>.py'.")
+    try:
+        cfg = Config.fromfile(path)
+    except FileNotFoundError as e:
+        raise ConfigError(f'config {path!r} cannot be loaded: {e}') from e
+    except SyntaxError as e:
+        raise ConfigError(f'config {path!r} is not valid Python: {e}') from e
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.setdefault('default_scope', 'mmdet3d')
+    return cfg
+
+
+def resolve_work_dir(cfg: Config, config_path: str,
+                     work_dir: Optional[str]) -> str:
+    """--work-dir wins, then cfg.work_dir, then ./work_dirs/<config name>."""
+    if work_dir is not None:
+        return work_dir
+    if cfg.get('work_dir', None) is not None:
+        return cfg.work_dir
+    name = osp.splitext(osp.basename(config_path.split('::')[-1]))[0]
+    return osp.join('./work_dirs', name)
+
+
+def ensure_checkpoint(path: str) -> str:
+    """Refuse a checkpoint argument that is neither a file nor a URL."""
+    if path.startswith(('http://', 'https://')) or osp.isfile(path):
+        return path
+    raise ConfigError(
+        f'checkpoint not found: {path!r}. Give the .pth file written by '
+        f'tools/train.py (e.g. work_dirs/<config>/epoch_1.pth).')
+
+
+def env_rank() -> int:
+    return int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0)))

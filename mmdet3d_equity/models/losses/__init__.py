@@ -1,0 +1,1 @@
+from .equity_weight import equity_weight  # noqa: F401
