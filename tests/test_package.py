@@ -1,0 +1,47 @@
+import importlib
+
+import numpy as np
+import pytest
+
+
+def test_import_registers_and_version():
+    mod = importlib.import_module('mmdet3d_equity')
+    assert isinstance(mod.__version__, str) and mod.__version__.count('.') == 2
+
+
+def test_equity_weight_matches_formula():
+    from mmdet3d_equity import equity_weight
+    for eta in (0.0, 0.3, 1.0, 3.0):
+        for gamma in (0.0, 2.0, 5.0):
+            for p in (0.0, 0.3, 1.0):
+                expected = (eta + (1.0 - p) ** gamma) / (eta + 1.0)
+                assert equity_weight(p, eta, gamma) == pytest.approx(
+                    expected, rel=1e-12, abs=1e-15)
+    # hand values: eta=1, gamma=5, p=0.3 -> (1 + 0.7^5) / 2
+    assert equity_weight(0.3) == pytest.approx((1 + 0.16807) / 2)
+    assert equity_weight(1.0, eta=1.0, gamma=5.0) == pytest.approx(0.5)
+    assert equity_weight(0.0, eta=1.0, gamma=5.0) == pytest.approx(1.0)
+
+
+def test_equity_weight_array_and_tensor_agree():
+    import torch
+    from mmdet3d_equity import equity_weight
+    p = np.array([0.0, 0.1, 0.5, 1.0])
+    w_np = equity_weight(p, 0.5, 2.0)
+    w_t = equity_weight(torch.tensor(p), 0.5, 2.0)
+    np.testing.assert_allclose(w_t.numpy(), w_np, rtol=1e-12)
+
+
+@pytest.mark.parametrize('bad', [np.nan, -0.1, 1.5])
+def test_equity_weight_rejects_bad_likelihood(bad):
+    from mmdet3d_equity import equity_weight
+    with pytest.raises(ValueError, match='p'):
+        equity_weight(np.array([0.2, bad]))
+
+
+def test_equity_weight_rejects_bad_params():
+    from mmdet3d_equity import equity_weight
+    with pytest.raises(ValueError, match='eta'):
+        equity_weight(0.5, eta=-1)
+    with pytest.raises(ValueError, match='gamma'):
+        equity_weight(0.5, gamma=float('nan'))
