@@ -8,6 +8,11 @@ MMDetection3D's registries, so configs can switch it on with::
 """
 from .version import __version__
 from . import datasets, engine, models, scoring, semantic_scale  # noqa: F401,E501  (registers modules)
+from .evaluation import install_cpu_rotate_iou
 from .models.losses.equity_weight import equity_weight  # noqa: F401
+
+# KittiMetric's rotated IoU is a numba CUDA kernel; without CUDA use the
+# exact mmcv CPU kernel instead (no change where CUDA is available).
+install_cpu_rotate_iou()
 
 __all__ = ['__version__', 'equity_weight']
