@@ -73,7 +73,12 @@ def test_installed_on_import_without_cuda():
     from numba import cuda
 
     import mmdet3d_equity  # noqa: F401
-    from mmdet3d.evaluation.functional.kitti_utils import rotate_iou
     if cuda.is_available():
         pytest.skip('numba CUDA available: the CUDA kernel stays in place')
+    from mmdet3d.evaluation.functional.kitti_utils import rotate_iou
+    from mmdet3d.evaluation.functional.kitti_utils.eval import \
+        d3_box_overlap
     assert rotate_iou.rotate_iou_gpu_eval is rotate_iou_cpu_eval
+    # the evaluation code path runs: identical camera boxes overlap fully
+    box = np.array([[1.0, 1.5, 10.0, 3.9, 1.56, 1.6, 0.3]])
+    assert d3_box_overlap(box, box)[0, 0] == pytest.approx(1.0, abs=1e-5)

@@ -69,8 +69,18 @@ def install_cpu_rotate_iou(force: bool = False) -> bool:
         return True
     if not force and _numba_cuda_available():
         return False
-    from mmdet3d.evaluation.functional.kitti_utils import rotate_iou
-    rotate_iou.rotate_iou_gpu_eval = rotate_iou_cpu_eval
+    # Without CUDA the original module cannot even be imported (its kernel is
+    # compiled eagerly at import), so register a module that provides the
+    # CPU function under its name; eval.py imports it lazily from there.
+    import sys
+    import types
+
+    import mmdet3d.evaluation.functional.kitti_utils as kitti_utils
+    name = kitti_utils.__name__ + '.rotate_iou'
+    module = types.ModuleType(name, 'CPU rotated IoU (mmdet3d_equity)')
+    module.rotate_iou_gpu_eval = rotate_iou_cpu_eval
+    sys.modules[name] = module
+    kitti_utils.rotate_iou = module
     _INSTALLED = True
     print_log(
         'mmdet3d_equity: numba CUDA is not available; KITTI evaluation uses '
