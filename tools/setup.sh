@@ -56,6 +56,7 @@ WANT="$( { echo "root=$ROOT"; echo "torch=$TORCH_SPEC"; cat "$ROOT/requirements.
 check_imports() {
   "$PY" - <<'PY' >/dev/null 2>&1
 import torch, mmengine, mmdet, mmdet3d, sklearn, matplotlib
+import pkg_resources  # mmengine's mmdet3d:: config inheritance needs it
 from mmcv.ops import nms_rotated, Voxelization  # compiled ops present
 import mmdet3d_equity
 PY
@@ -65,7 +66,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && check_imports; then
   log "environment is up to date (nothing to install)"
 else
   log "installing the stack into $VENV"
-  "${PIP[@]}" install -q "setuptools<70" wheel
+  "${PIP[@]}" install -q "setuptools>=77.0.3,<82" wheel
   # torch: keep a torch that is already there (GPU users bring their own).
   if ! "$PY" -c "import torch" >/dev/null 2>&1; then
     "${PIP[@]}" install -q "$TORCH_SPEC"
@@ -82,6 +83,8 @@ else
       log "mmcv 2.1.0 installed from wheel directory $EQUITY_WHEELS"
     else
       log "no usable mmcv wheel: building mmcv 2.1.0 from source with ops (about 12 minutes on 2 cores)"
+      # mmcv 2.1.0's setup.py needs an old setuptools (pkg_resources APIs);
+      # requirements.txt brings the runtime one back afterwards.
       "${PIP[@]}" install -q "setuptools<70" ninja psutil
       MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" "${PIP[@]}" install --no-build-isolation \
         -c "$CONSTRAINTS" --no-binary mmcv mmcv==2.1.0
