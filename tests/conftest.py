@@ -11,3 +11,18 @@ def pytest_sessionfinish(session, exitstatus):
     # "no tests ran" (exit code 5) must never pass as success in CI.
     if exitstatus == 5:
         session.exitstatus = 1
+
+
+# --------------------------------------------------------------------------
+# Synthetic tiny datasets (mmdet3d_equity.tiny_data), generated once per
+# test session.  Other tests use these fixture names: keep them stable.
+# --------------------------------------------------------------------------
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def tiny_kitti_root(tmp_path_factory):
+    """Root (str) of a 64-frame synthetic KITTI dataset, seed 0."""
+    from mmdet3d_equity.tiny_data import create_tiny_kitti
+    root = tmp_path_factory.mktemp('tiny_data') / 'kitti'
+    return create_tiny_kitti(str(root), num_frames=64, seed=0)['root']
