@@ -1,0 +1,341 @@
+"""Reduction, clustering and appearance likelihoods (DatasetEquity steps 2-3).
+
+Everything here works on an ``(N, D)`` embedding matrix and uses
+scikit-learn estimators; every estimator parameter can be set and the
+parameters actually used are returned for the likelihood file's provenance.
+
+Likelihood definitions (``likelihood_def``)
+
+``'largest'``  p_i = |C(i)| / max_c |C|  (the DatasetEquity paper's): the most
+               common appearance gets p = 1.
+``'fraction'`` p_i = |C(i)| / N.
+``'density'``  kNN density in the reduced space, normalised by its maximum and
+               put on a linear scale:  with r_i the distance from sample i to
+               its k-th nearest other sample and D the reduced dimension, the
+               kNN density estimate is rho_i = k / (N V_D r_i^D); we use
+               p_i = (rho_i / max_j rho_j)^(1/D) = min_j r_j / r_i, which is
+               in (0, 1], 1 for the densest sample, and independent of the
+               clustering (the D-th root keeps it from collapsing to ~0 for
+               everything but the densest point in high dimension).
+               Duplicates (r = 0) get p = 1.
+
+Clustering noise (label -1 from DBSCAN/HDBSCAN) is NEVER pooled into one
+cluster: every noise point becomes its own singleton cluster (size 1, a
+unique cluster id), so an isolated sample gets the smallest likelihood.
+"""
+import copy
+import math
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+LIKELIHOOD_DEFS = ('largest', 'fraction', 'density')
+REDUCER_TYPES = ('none', 'pca')
+CLUSTERER_TYPES = ('kmeans', 'gmm', 'dbscan', 'hdbscan')
+
+#: The default pipeline (see docs/likelihoods.md for the measurements behind
+#: it): randomized PCA to 64 dims in float32 (one power iteration: the top
+#: components are what clustering needs, and it is 3-4x faster than the
+#: default 7), then KMeans (k-means++, one init) with a modest number of
+#: clusters that grows with the dataset ('auto', see :func:`auto_n_clusters`).
+DEFAULT_REDUCER = dict(type='pca', n_components=64, whiten=False,
+                       svd_solver='randomized', iterated_power=1)
+DEFAULT_CLUSTERER = dict(type='kmeans', n_clusters='auto', n_init=1,
+                         max_iter=100)
+DEFAULT_LIKELIHOOD = 'largest'
+
+
+class ScoringError(ValueError):
+    """Bad input to the scoring pipeline, with what to do about it."""
+
+
+def _estimator_classes():
+    from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+    return dict(pca=PCA, kmeans=KMeans, gmm=GaussianMixture, dbscan=DBSCAN,
+                hdbscan=HDBSCAN)
+
+
+def auto_n_clusters(n: int) -> int:
+    """Number of KMeans/GMM clusters for ``n_clusters='auto'``.
+
+    round(sqrt(n) / 2), at least 2 and at most n: 4 clusters for 64 samples,
+    84 for nuScenes' 28k training samples. Coarse enough that common
+    appearances stay in big clusters, fine enough that small, distinct groups
+    get their own cluster.
+    """
+    return int(min(n, max(2, round(math.sqrt(n) / 2.0))))
+
+
+def check_embeddings(x, ids=None) -> np.ndarray:
+    """Return ``x`` as a finite float32 (N, D) array or raise ScoringError."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ScoringError(f'embeddings must be a 2-D (N, D) array, got shape '
+                           f'{x.shape}')
+    if x.shape[0] == 0:
+        raise ScoringError('no embeddings to cluster: the training split is '
+                           'empty (check ann_file / data_root of '
+                           'train_dataloader.dataset)')
+    if not np.issubdtype(x.dtype, np.number):
+        raise ScoringError(f'embeddings must be numeric, got {x.dtype}')
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        which = ([ids[i] for i in rows[:5]] if ids is not None
+                 else rows[:5].tolist())
+        raise ScoringError(
+            f'{len(rows)} embedding(s) contain NaN/inf (samples {which}'
+            f'{"..." if len(rows) > 5 else ""}). The embedder produced '
+            'non-finite features: check the checkpoint (diverged training?) '
+            'and the input images / point clouds of these samples.')
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _split_cfg(cfg: Optional[Mapping], kinds, what: str) -> Tuple[str, dict]:
+    if cfg is None:
+        return 'none', {}
+    if isinstance(cfg, str):
+        cfg = dict(type=cfg)
+    if not isinstance(cfg, Mapping) or 'type' not in cfg:
+        raise ScoringError(f'{what} must be a dict with a "type" key, got '
+                           f'{cfg!r}')
+    params = dict(cfg)
+    kind = str(params.pop('type')).lower()
+    if kind not in kinds:
+        raise ScoringError(f'unknown {what} type {kind!r}; choose one of '
+                           f'{list(kinds)}')
+    return kind, params
+
+
+def _make_estimator(kind: str, params: dict, what: str, seed: Optional[int]):
+    cls = _estimator_classes()[kind]
+    valid = cls().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ScoringError(
+            f'unknown parameter(s) {unknown} for {what} {kind!r} '
+            f'({cls.__module__}.{cls.__name__}); valid parameters: '
+            f'{sorted(valid)}')
+    params = dict(params)
+    if 'random_state' in valid and params.get('random_state') is None:
+        params['random_state'] = seed
+    try:
+        est = cls(**params)
+    except TypeError as e:  # pragma: no cover - get_params covers this
+        raise ScoringError(f'bad parameters for {what} {kind!r}: {e}') from e
+    return est
+
+
+def _fit(est, fn, x, what, kind):
+    from sklearn.utils._param_validation import InvalidParameterError
+    try:
+        return fn(x)
+    except InvalidParameterError as e:
+        raise ScoringError(f'invalid parameter for {what} {kind!r}: {e}') \
+            from e
+    except ValueError as e:
+        raise ScoringError(f'{what} {kind!r} failed on {x.shape[0]} x '
+                           f'{x.shape[1]} embeddings: {e}') from e
+
+
+def _jsonable(v):
+    if isinstance(v, (np.integer, )):
+        return int(v)
+    if isinstance(v, (np.floating, )):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def reduce_embeddings(x: np.ndarray, reducer: Optional[Mapping] = None,
+                      seed: Optional[int] = 0, logger=None
+                      ) -> Tuple[np.ndarray, Optional[dict]]:
+    """Reduce ``x`` (N, D) with PCA (or not); return (z, record).
+
+    ``reducer`` is ``None``/``dict(type='none')`` or
+    ``dict(type='pca', n_components=..., whiten=..., svd_solver=..., ...)``
+    with any :class:`sklearn.decomposition.PCA` parameter. When
+    ``n_components`` exceeds min(N, D) it is lowered to min(N, D) (logged;
+    both values recorded).
+    """
+    x = check_embeddings(x)
+    kind, params = _split_cfg(reducer, REDUCER_TYPES, 'reducer')
+    if kind == 'none':
+        return x, dict(type='none')
+    requested = params.get('n_components', None)
+    limit = min(x.shape)
+    if isinstance(requested, int) and requested > limit:
+        msg = (f'PCA n_components={requested} exceeds min(N={x.shape[0]}, '
+               f'D={x.shape[1]}); using n_components={limit}')
+        if logger is not None:
+            logger.warning(msg)
+        params['n_components'] = limit
+    est = _make_estimator('pca', params, 'reducer', seed)
+    if est.get_params()['svd_solver'] == 'randomized' and \
+            params.get('n_components') == limit:
+        # randomized SVD needs n_components < min(N, D)
+        est.set_params(svd_solver='full')
+    z = _fit(est, est.fit_transform, x, 'reducer', 'pca')
+    z = np.ascontiguousarray(z, dtype=np.float32)
+    record = dict(type='pca', n_components_requested=requested,
+                  **{k: _jsonable(v) for k, v in est.get_params().items()})
+    record['explained_variance_ratio_sum'] = float(
+        np.sum(est.explained_variance_ratio_))
+    return z, record
+
+
+def cluster_embeddings(z: np.ndarray, clusterer: Optional[Mapping] = None,
+                       seed: Optional[int] = 0
+                       ) -> Tuple[np.ndarray, dict]:
+    """Cluster ``z`` (N, d); return (raw labels with -1 = noise, record).
+
+    ``clusterer`` is ``dict(type=T, **params)`` with T one of 'kmeans'
+    (:class:`sklearn.cluster.KMeans`), 'gmm'
+    (:class:`sklearn.mixture.GaussianMixture`, ``n_components`` = number of
+    clusters), 'dbscan', 'hdbscan' and any parameter of that estimator.
+    ``n_clusters='auto'`` (KMeans) / ``n_components='auto'`` (GMM) use
+    :func:`auto_n_clusters`. ``random_state`` defaults to ``seed``.
+    """
+    z = check_embeddings(z)
+    cfg = copy.deepcopy(dict(DEFAULT_CLUSTERER if clusterer is None
+                             else clusterer))
+    kind, params = _split_cfg(cfg, CLUSTERER_TYPES, 'clusterer')
+    n = z.shape[0]
+    auto_key = dict(kmeans='n_clusters', gmm='n_components').get(kind)
+    auto = False
+    if auto_key and params.get(auto_key) == 'auto':
+        params[auto_key] = auto_n_clusters(n)
+        auto = True
+    if auto_key and isinstance(params.get(auto_key), int) and \
+            params[auto_key] > n:
+        raise ScoringError(
+            f'clusterer {kind!r}: {auto_key}={params[auto_key]} exceeds the '
+            f'number of samples ({n}); lower {auto_key} or use \'auto\'')
+    if kind == 'hdbscan':
+        params.setdefault('copy', True)  # never modify the caller's array
+    est = _make_estimator(kind, params, 'clusterer', seed)
+    labels = _fit(est, est.fit_predict, z, 'clusterer', kind)
+    labels = np.asarray(labels, dtype=np.int64)
+    record = dict(type=kind,
+                  **{k: _jsonable(v) for k, v in est.get_params().items()
+                     if k not in ('verbose', 'verbose_interval')})
+    if auto:
+        record[auto_key + '_rule'] = 'auto: round(sqrt(N)/2), >= 2'
+    record['num_noise'] = int((labels == -1).sum())
+    return labels, record
+
+
+def noise_to_singletons(labels) -> np.ndarray:
+    """Map raw labels to cluster ids where every noise point (-1) is its own
+    singleton cluster with a unique id (ids max_label+1, max_label+2, ...).
+    Other labels are kept."""
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    if (labels < -1).any():
+        raise ScoringError('cluster labels must be >= -1 (-1 = noise)')
+    noise = np.flatnonzero(labels == -1)
+    start = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    labels[noise] = np.arange(start, start + len(noise), dtype=np.int64)
+    return labels
+
+
+def cluster_sizes(cluster_id) -> np.ndarray:
+    """Per-sample size of the sample's cluster."""
+    cluster_id = np.asarray(cluster_id, dtype=np.int64)
+    _, inverse, counts = np.unique(cluster_id, return_inverse=True,
+                                   return_counts=True)
+    return counts[inverse.reshape(-1)].astype(np.int64)
+
+
+def size_likelihood(cluster_id, definition: str = 'largest') -> np.ndarray:
+    """'largest': size / largest size; 'fraction': size / N."""
+    sizes = cluster_sizes(cluster_id).astype(np.float64)
+    if definition == 'largest':
+        return sizes / sizes.max()
+    if definition == 'fraction':
+        return sizes / float(len(sizes))
+    raise ScoringError(f'size_likelihood: unknown definition {definition!r}; '
+                       "use 'largest' or 'fraction'")
+
+
+def knn_density_likelihood(z: np.ndarray, k: int = 10) -> np.ndarray:
+    """p_i = min_j r_j / r_i with r_i the distance to the k-th nearest other
+    sample (see module docstring); duplicates (r = 0) get p = 1."""
+    from sklearn.neighbors import NearestNeighbors
+    z = check_embeddings(z)
+    n = z.shape[0]
+    if n < 2:
+        return np.ones(n, dtype=np.float64)
+    k_eff = int(min(max(1, k), n - 1))
+    nn = NearestNeighbors(n_neighbors=k_eff + 1).fit(z)
+    dist, _ = nn.kneighbors(z)
+    r = dist[:, -1].astype(np.float64)
+    if r.max() <= 0:
+        return np.ones(n, dtype=np.float64)
+    pos = r > 0
+    p = np.ones(n, dtype=np.float64)  # r == 0: duplicates, densest possible
+    p[pos] = r[pos].min() / r[pos]
+    return p
+
+
+def score_embeddings(x, *, reducer: Optional[Mapping] = DEFAULT_REDUCER,
+                     clusterer: Optional[Mapping] = DEFAULT_CLUSTERER,
+                     likelihood_def: str = DEFAULT_LIKELIHOOD,
+                     density_k: int = 10, seed: Optional[int] = 0,
+                     ids=None, logger=None) -> Dict:
+    """Embeddings -> reduced -> clusters -> per-sample likelihoods.
+
+    Returns a dict with ``likelihood`` (float64, N), ``cluster_id`` (int64,
+    noise as singletons), ``cluster_size`` (int64), ``raw_labels`` (-1 =
+    noise), ``reduced`` (float32, N x d), and the ``reducer``/``clusterer``
+    records (types + all parameters used).
+    """
+    if likelihood_def not in LIKELIHOOD_DEFS:
+        raise ScoringError(f'unknown likelihood definition {likelihood_def!r};'
+                           f' choose one of {list(LIKELIHOOD_DEFS)}')
+    x = check_embeddings(x, ids)
+    z, red_rec = reduce_embeddings(x, reducer, seed=seed, logger=logger)
+    raw, clu_rec = cluster_embeddings(z, clusterer, seed=seed)
+    cid = noise_to_singletons(raw)
+    size = cluster_sizes(cid)
+    if likelihood_def == 'density':
+        lik = knn_density_likelihood(z, k=density_k)
+        clu_rec = dict(clu_rec, density=dict(method='knn', k=int(density_k),
+                                             space='reduced'))
+    else:
+        lik = size_likelihood(cid, likelihood_def)
+    return dict(likelihood=np.asarray(lik, dtype=np.float64), cluster_id=cid,
+                cluster_size=size, raw_labels=raw, reduced=z,
+                reducer=red_rec, clusterer=clu_rec,
+                likelihood_def=likelihood_def)
+
+
+def combine_camera_scores(per_camera: Mapping[str, Dict], op: str) -> Dict:
+    """Combine per-camera scores of the same samples into one per sample.
+
+    ``op='min'``: p = min over cameras; ``op='mean'``: p = mean over cameras.
+    ``cluster_id``/``cluster_size`` are those of the camera with the lowest
+    likelihood (the sample's rarest view); cluster ids are made unique across
+    cameras as ``camera_index * (max id + 1) + id``.
+    """
+    if op not in ('min', 'mean'):
+        raise ScoringError(f"camera likelihood aggregation must be 'min' or "
+                           f"'mean', got {op!r}")
+    cams = list(per_camera)
+    if not cams:
+        raise ScoringError('no cameras to combine')
+    lik = np.stack([per_camera[c]['likelihood'] for c in cams], axis=1)
+    cid = np.stack([per_camera[c]['cluster_id'] for c in cams], axis=1)
+    size = np.stack([per_camera[c]['cluster_size'] for c in cams], axis=1)
+    rarest = np.argmin(lik, axis=1)
+    rows = np.arange(lik.shape[0])
+    stride = int(cid.max()) + 1
+    out_cid = rarest.astype(np.int64) * stride + cid[rows, rarest]
+    out = dict(likelihood=(lik.min(axis=1) if op == 'min'
+                           else lik.mean(axis=1)).astype(np.float64),
+               cluster_id=out_cid.astype(np.int64),
+               cluster_size=size[rows, rarest].astype(np.int64),
+               rarest_camera=[cams[i] for i in rarest])
+    return out
