@@ -26,3 +26,11 @@ def tiny_kitti_root(tmp_path_factory):
     from mmdet3d_equity.tiny_data import create_tiny_kitti
     root = tmp_path_factory.mktemp('tiny_data') / 'kitti'
     return create_tiny_kitti(str(root), num_frames=64, seed=0)['root']
+
+
+@pytest.fixture(scope='session')
+def tiny_nus_root(tmp_path_factory):
+    """Root (str) of a 40-sample synthetic nuScenes (v1.0-mini), seed 0."""
+    from mmdet3d_equity.tiny_data import create_tiny_nuscenes
+    root = tmp_path_factory.mktemp('tiny_data') / 'nuscenes'
+    return create_tiny_nuscenes(str(root), num_samples=40, seed=0)['root']
