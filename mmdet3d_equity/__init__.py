@@ -7,6 +7,9 @@ MMDetection3D's registries, so configs can switch it on with::
                           allow_failed_imports=False)
 """
 from .version import __version__
+from .compat import apply_compat
+
+apply_compat()  # before anything builds mmdet3d pipelines
 from . import datasets, engine, models, scoring, semantic_scale  # noqa: F401,E501  (registers modules)
 from .evaluation import install_cpu_rotate_iou
 from .models.losses.equity_weight import equity_weight  # noqa: F401
