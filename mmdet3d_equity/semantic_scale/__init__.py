@@ -1,10 +1,16 @@
 """Semantic-scale measures, object features and the per-class feature store."""
+from .features import (HeadInputCapture, ObjectFeatureSampler,  # noqa: F401
+                       UnsupportedDetectorError, sample_map)
 from .measures import (class_scales, class_scales_from_stats,  # noqa: F401
                        imbalance_summary, inter_class_term,
                        marginal_effect_curve, semantic_scale,
                        semantic_scale_from_scatter, ssb_class_weights)
 
+from .store import ClassFeatureStore  # noqa: F401
+
 __all__ = [
+    'ObjectFeatureSampler', 'HeadInputCapture', 'UnsupportedDetectorError',
+    'sample_map', 'ClassFeatureStore',
     'semantic_scale', 'semantic_scale_from_scatter', 'inter_class_term',
     'class_scales', 'class_scales_from_stats', 'ssb_class_weights',
     'imbalance_summary', 'marginal_effect_curve'
