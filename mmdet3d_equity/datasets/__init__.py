@@ -1,1 +1,3 @@
-
+from .equity_dataset import (EquityDataset, find_equity_dataset,  # noqa: F401
+                             index_identity_table)
+from .equity_sampler import EquityWeightedSampler  # noqa: F401

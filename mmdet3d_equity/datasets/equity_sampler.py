@@ -1,0 +1,75 @@
+"""Resampling mode: draw training samples with probability proportional to W.
+
+For heads whose loss cannot be weighted exactly per sample, DatasetEquity can
+be applied by sampling instead: every index i of the train dataset is drawn
+with probability W_i / sum_j W_j (with replacement), so the expected gradient
+of a batch equals the gradient of the W-weighted loss normalised by the mean
+weight (``normalisation='dataset'``), exactly in expectation. Use it *instead
+of* EquityHook's loss weighting, never together (EquityHook refuses that).
+"""
+import math
+from typing import Iterator, Optional
+
+import torch
+from mmengine.dist import get_dist_info, sync_random_seed
+from torch.utils.data import Sampler
+
+from mmdet3d.registry import DATA_SAMPLERS
+from .equity_dataset import find_equity_dataset
+
+
+@DATA_SAMPLERS.register_module()
+class EquityWeightedSampler(Sampler):
+    """Weighted sampling with replacement, P(index i) proportional to W_i.
+
+    Distributed: every rank draws the same global sequence (same seed and
+    epoch) and takes its own stride of it, like mmengine's DefaultSampler.
+
+    Args:
+        dataset: the train dataset; it must contain an EquityDataset (it may
+            be the dataset itself or wrapped by RepeatDataset / CBGSDataset).
+        seed (int, optional): synchronised across ranks when None.
+        num_samples (int, optional): draws per epoch over all ranks;
+            defaults to ``len(dataset)``.
+    """
+
+    def __init__(self, dataset, seed: Optional[int] = None,
+                 num_samples: Optional[int] = None) -> None:
+        equity = find_equity_dataset(dataset)
+        if equity is None:
+            raise ValueError(
+                'EquityWeightedSampler needs an EquityDataset in the train '
+                'dataset (train_dataloader.dataset = dict(type='
+                "'EquityDataset', likelihood_file=..., dataset=...))")
+        rank, world_size = get_dist_info()
+        self.rank, self.world_size = rank, world_size
+        self.dataset = dataset
+        self.seed = sync_random_seed() if seed is None else int(seed)
+        self.weights = torch.as_tensor(equity.index_weights(dataset),
+                                       dtype=torch.float64)
+        if self.weights.numel() != len(dataset):
+            raise RuntimeError('EquityWeightedSampler: one weight per index '
+                               'of the train dataset expected')
+        total = len(dataset) if num_samples is None else int(num_samples)
+        if total <= 0:
+            raise ValueError(f'num_samples must be > 0, got {num_samples}')
+        self.num_samples = math.ceil(total / world_size)
+        self.total_size = self.num_samples * world_size
+        self.epoch = 0
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        return self.weights / self.weights.sum()
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        draws = torch.multinomial(self.weights, self.total_size,
+                                  replacement=True, generator=g)
+        return iter(draws[self.rank:self.total_size:self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
