@@ -1,0 +1,117 @@
+"""Semantic-scale report helpers: evaluation-result parsing, correlations,
+atomic writes."""
+import json
+import os
+import re
+import tempfile
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+# default per-class AP keys in the JSON that mmengine writes after
+# tools/test.py (work_dir/<timestamp>/<timestamp>.json)
+KITTI_AP_KEY = r'(?:^|/)KITTI/{cls}_3D_AP40_moderate_strict$'
+NUS_AP_KEY = r'(?:^|/){cls}_AP_dist_[0-9.]+$'  # mean over the 4 distances
+
+
+class EvalResultError(ValueError):
+    """An evaluation result file that cannot be read as per-class AP."""
+
+
+def _load_json_any(path: str) -> dict:
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        # JSON lines (e.g. vis_data/scalars.json): take the last line that
+        # holds per-class metrics
+        obj = None
+        for line in text.splitlines()[::-1]:
+            line = line.strip()
+            if line:
+                try:
+                    obj = json.loads(line)
+                    break
+                except json.JSONDecodeError as e:
+                    raise EvalResultError(
+                        f'{path}: neither JSON nor JSON lines ({e})') from e
+    if not isinstance(obj, dict):
+        raise EvalResultError(f'{path}: expected a JSON object, got '
+                              f'{type(obj).__name__}')
+    return obj
+
+
+def load_per_class_ap(path: str, class_names: Sequence[str],
+                      ap_key: Optional[str] = None) -> Dict[str, float]:
+    """Per-class AP from an evaluation result file.
+
+    Accepted formats (first match wins):
+
+    1. ``{class_name: AP}`` with every class of the dataset;
+    2. the flat metrics JSON mmengine writes after ``tools/test.py``: with
+       ``ap_key`` (a regular expression containing ``{cls}``, matched with
+       ``re.search``) or, by default, KITTI's
+       ``KITTI/<cls>_3D_AP40_moderate_strict`` or nuScenes' mean of
+       ``<cls>_AP_dist_*``. Several matching keys are averaged.
+    """
+    if not os.path.isfile(path):
+        raise EvalResultError(f'evaluation result file not found: {path!r}')
+    obj = _load_json_any(path)
+    names = list(class_names)
+    if all(n in obj for n in names):
+        try:
+            return {n: float(obj[n]) for n in names}
+        except (TypeError, ValueError) as e:
+            raise EvalResultError(f'{path}: per-class values must be '
+                                  f'numbers ({e})') from e
+    patterns = [ap_key] if ap_key else [KITTI_AP_KEY, NUS_AP_KEY]
+    for pat in patterns:
+        if '{cls}' not in pat:
+            raise EvalResultError(f'--ap-key must contain {{cls}}, got '
+                                  f'{pat!r}')
+        out = {}
+        for n in names:
+            rx = re.compile(pat.replace('{cls}', re.escape(n)))
+            vals = [float(v) for k, v in obj.items() if rx.search(k)
+                    and isinstance(v, (int, float))]
+            if vals:
+                out[n] = float(np.mean(vals))
+        if len(out) == len(names):
+            return out
+    raise EvalResultError(
+        f'{path}: cannot find a per-class AP for every class {names}. '
+        f'Give a JSON {{"<class>": AP, ...}}, the metrics JSON of '
+        f'tools/test.py (KITTI/nuScenes keys), or --ap-key with a regular '
+        f'expression containing {{cls}}.')
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+    """Pearson correlation (None when undefined: < 3 points or constant)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.size < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix='.tmp_', suffix=os.path.basename(
+        path))
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False)
+                              + '\n').encode('utf-8'))

@@ -1,0 +1,97 @@
+"""Report helpers of tools/semantic_scale.py: AP formats, correlations,
+pipeline filtering, no silent overwrite, plots."""
+import json
+import os.path as osp
+
+import pytest
+
+from mmdet3d_equity.semantic_scale.report import (EvalResultError,
+                                                  atomic_write_json,
+                                                  load_per_class_ap, pearson)
+
+CLASSES = ['Pedestrian', 'Cyclist', 'Car']
+
+
+def test_ap_formats(tmp_path):
+    simple = tmp_path / 'ap.json'
+    simple.write_text(json.dumps({'Pedestrian': 10, 'Cyclist': 5.5,
+                                  'Car': 70, 'extra': 1}))
+    assert load_per_class_ap(str(simple), CLASSES) == {
+        'Pedestrian': 10.0, 'Cyclist': 5.5, 'Car': 70.0}
+    kitti = {f'Kitti metric/pred_instances_3d/KITTI/{c}_3D_AP40_'
+             f'moderate_strict': v for c, v in zip(CLASSES, (1., 2., 3.))}
+    kitti['Kitti metric/pred_instances_3d/KITTI/Car_3D_AP40_easy_strict'] = 9
+    f = tmp_path / 'kitti.json'
+    f.write_text(json.dumps(kitti))
+    assert load_per_class_ap(str(f), CLASSES) == {
+        'Pedestrian': 1.0, 'Cyclist': 2.0, 'Car': 3.0}
+    nus = {}
+    for c, base in (('car', 0.4), ('bus', 0.2)):
+        for i, d in enumerate(('0.5', '1.0', '2.0', '4.0')):
+            nus[f'NuScenes metric/pred_instances_3d_NuScenes/{c}_AP_dist_'
+                f'{d}'] = base + 0.1 * i
+    f = tmp_path / 'nus.jsonl'
+    f.write_text('{"lr": 1}\n' + json.dumps(nus) + '\n')
+    ap = load_per_class_ap(str(f), ['car', 'bus'])
+    assert ap['car'] == pytest.approx(0.55) and ap['bus'] == pytest.approx(
+        0.35)
+    custom = tmp_path / 'c.json'
+    custom.write_text(json.dumps({'m/ap_car': 1, 'm/ap_bus': 2}))
+    assert load_per_class_ap(str(custom), ['car', 'bus'],
+                             ap_key=r'ap_{cls}$') == {'car': 1.0, 'bus': 2.0}
+    with pytest.raises(EvalResultError, match='every class'):
+        load_per_class_ap(str(custom), ['car', 'truck'])
+    with pytest.raises(EvalResultError, match='not found'):
+        load_per_class_ap(str(tmp_path / 'none.json'), CLASSES)
+
+
+def test_pearson_and_atomic_write(tmp_path):
+    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert pearson([1, 2, 3], [1, 1, 1]) is None
+    assert pearson([1, 2], [1, 2]) is None
+    p = tmp_path / 'sub' / 'r.json'
+    atomic_write_json(str(p), {'a': 1})
+    assert json.loads(p.read_text()) == {'a': 1}
+    assert [x.name for x in p.parent.iterdir()] == ['r.json']
+    with pytest.raises(ValueError):
+        atomic_write_json(str(p), {'a': float('nan')})
+    assert json.loads(p.read_text()) == {'a': 1}  # old file intact
+
+
+def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path):
+    import importlib.util
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        'ssb_tool', osp.join(root, 'tools', 'semantic_scale.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg_path = osp.join(root, 'configs', 'tiny',
+                        'pointpillars_tiny-kitti-3class_ssb.py')
+    (tmp_path / 'semantic_scale.json').write_text('{}')
+    with pytest.raises(SystemExit, match='--overwrite'):
+        tool.main([cfg_path, 'none.pth', '--out-dir', str(tmp_path)])
+    cfg = Config.fromfile(cfg_path)
+    ds = tool.measurement_dataset_cfg(cfg, False, MMLogger.get_instance('t'))
+    types = [t['type'] for t in ds.pipeline]
+    assert types == ['LoadPointsFromFile', 'LoadAnnotations3D',
+                     'PointsRangeFilter', 'ObjectRangeFilter',
+                     'Pack3DDetInputs']
+    ds = tool.measurement_dataset_cfg(cfg, True, MMLogger.get_instance('t'))
+    assert 'ObjectSample' in [t['type'] for t in ds.pipeline]
+    with pytest.raises(SystemExit):
+        tool.parse_args([cfg_path, 'x.pth', '--alpha', '0.5'])
+
+
+def test_plots_written(tmp_path):
+    from mmdet3d_equity.visualization.semantic_scale_plots import (
+        plot_count_vs_scale, plot_marginal_effect)
+    plot_count_vs_scale(CLASSES, [10, 3, 50], [5.0, 2.0, 7.0],
+                        [0.8, 0.5, 1.5], str(tmp_path / 'a.png'))
+    plot_marginal_effect({'Car': dict(sizes=[2, 4], mean=[1.0, 1.5],
+                                      std=[0.1, 0.0]),
+                          'Cyclist': dict(sizes=[], mean=[], std=[])},
+                         str(tmp_path / 'b.png'))
+    assert (tmp_path / 'a.png').read_bytes()[:4] == b'\x89PNG'
+    assert (tmp_path / 'b.png').stat().st_size > 1000
