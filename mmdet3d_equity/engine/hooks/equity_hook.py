@@ -126,8 +126,11 @@ class EquityHook(Hook):
         self.weighting = PerSampleGradWeighting(head, terms=self.gfl.terms)
         if train_dataset is not None:
             self._check_dataset(train_dataset, sampler)
-        elif self.gfl.normalisation == 'dataset':
-            raise ValueError("normalisation='dataset' needs the train dataset")
+        elif (self.gfl.normalisation == 'dataset'
+              and self.gfl._dataset_mean is None):
+            raise ValueError(
+                "EquityHook: normalisation='dataset' needs the train dataset "
+                '(or GeneralizedFocalLoss.set_dataset_mean() beforehand)')
         self.weighting.install()
         self._handles.append(
             detector.register_forward_pre_hook(self._pre_forward,

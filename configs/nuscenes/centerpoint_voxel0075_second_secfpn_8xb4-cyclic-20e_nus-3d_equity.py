@@ -1,0 +1,17 @@
+# DatasetEquity on top of the stock mmdet3d config:
+# (eta = 0.3 as the paper used for the CenterPoint head; CBGSDataset is kept
+#  inside the wrapper; sparse convolutions need a GPU.)
+# Only the lines below the _base_ differ from the baseline.
+# likelihood_file: written by
+#   python tools/compute_likelihoods.py configs/nuscenes/centerpoint_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d_equity.py --out data/nuscenes/equity_likelihoods.pkl
+_base_ = 'mmdet3d::centerpoint/centerpoint_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py'
+
+custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
+likelihood_file = 'data/nuscenes/equity_likelihoods.pkl'
+equity_eta, equity_gamma = 0.3, 5.0
+train_dataloader = dict(dataset=dict(
+    _delete_=True, type='EquityDataset', likelihood_file=likelihood_file,
+    eta=equity_eta, gamma=equity_gamma,
+    dataset={{_base_.train_dataloader.dataset}}))
+custom_hooks = [dict(type='EquityHook', loss=dict(
+    type='GeneralizedFocalLoss', eta=equity_eta, gamma=equity_gamma))]

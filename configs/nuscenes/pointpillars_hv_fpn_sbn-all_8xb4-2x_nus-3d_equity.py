@@ -1,0 +1,15 @@
+# DatasetEquity on top of the stock mmdet3d config.
+# Only the lines below the _base_ differ from the baseline.
+# likelihood_file: written by
+#   python tools/compute_likelihoods.py configs/nuscenes/pointpillars_hv_fpn_sbn-all_8xb4-2x_nus-3d_equity.py --out data/nuscenes/equity_likelihoods.pkl
+_base_ = 'mmdet3d::pointpillars/pointpillars_hv_fpn_sbn-all_8xb4-2x_nus-3d.py'
+
+custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
+likelihood_file = 'data/nuscenes/equity_likelihoods.pkl'
+equity_eta, equity_gamma = 1.0, 5.0
+train_dataloader = dict(dataset=dict(
+    _delete_=True, type='EquityDataset', likelihood_file=likelihood_file,
+    eta=equity_eta, gamma=equity_gamma,
+    dataset={{_base_.train_dataloader.dataset}}))
+custom_hooks = [dict(type='EquityHook', loss=dict(
+    type='GeneralizedFocalLoss', eta=equity_eta, gamma=equity_gamma))]
