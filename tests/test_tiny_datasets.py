@@ -1,0 +1,362 @@
+"""Synthetic tiny KITTI / nuScenes datasets (mmdet3d_equity.tiny_data)."""
+import copy
+import hashlib
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CLI = osp.join(REPO, 'tools', 'create_tiny_dataset.py')
+
+
+def _stock_cfg(name):
+    import mmdet3d
+    from mmengine.config import Config
+    return Config.fromfile(
+        osp.join(osp.dirname(mmdet3d.__file__), '.mim', 'configs', '_base_',
+                 'datasets', name))
+
+
+def _build(cfg):
+    import mmdet3d_equity  # noqa: F401  (registers + numpy compat shim)
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet3d')
+    from mmdet3d.registry import DATASETS
+    return DATASETS.build(cfg)
+
+
+def _modes(root):
+    with open(osp.join(root, 'frame_modes.json')) as f:
+        return json.load(f)
+
+
+def _paint_ok(bgr, name):
+    b, g, r = [float(v) for v in bgr]
+    if name in ('Car', 'car'):
+        return r > b + 50 and r > g + 50
+    if name in ('Pedestrian', 'pedestrian'):
+        return b > r + 40
+    raise ValueError(name)
+
+
+# --------------------------------------------------------------------------
+# KITTI
+# --------------------------------------------------------------------------
+def test_kitti_layout(tiny_kitti_root):
+    root = tiny_kitti_root
+    for sub in ('velodyne', 'velodyne_reduced', 'image_2', 'calib',
+                'label_2'):
+        assert len(os.listdir(osp.join(root, 'training', sub))) == 64, sub
+    for f in ('ImageSets/train.txt', 'ImageSets/val.txt',
+              'kitti_infos_train.pkl', 'kitti_infos_val.pkl',
+              'kitti_dbinfos_train.pkl', 'frame_modes.json'):
+        assert osp.isfile(osp.join(root, f)), f
+    assert len(os.listdir(osp.join(root, 'kitti_gt_database'))) > 100
+    import mmengine
+    info = mmengine.load(osp.join(root, 'kitti_infos_train.pkl'))
+    assert info['metainfo']['dataset'] == 'kitti'
+    assert info['metainfo']['info_version'] == '1.1'
+    m = _modes(root)
+    assert m['dataset'] == 'kitti'
+    ids = {str(d['sample_idx']) for d in info['data_list']}
+    assert ids == {k for k, v in m['split'].items() if v == 'train'}
+
+
+def test_kitti_stock_pipeline_with_object_sample(tiny_kitti_root):
+    root = tiny_kitti_root + '/'
+    cfg = _stock_cfg('kitti-3d-3class.py')
+    # stock pipeline minus ObjectNoise, whose numba kernels take ~30 s to
+    # JIT-compile on first use (unrelated to the data)
+    pipe = [t for t in copy.deepcopy(cfg.train_pipeline)
+            if t['type'] != 'ObjectNoise']
+    for t in pipe:
+        if t['type'] == 'ObjectSample':
+            t['db_sampler']['data_root'] = root
+            t['db_sampler']['info_path'] = root + 'kitti_dbinfos_train.pkl'
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset.dataset)
+    ds_cfg.update(data_root=root, pipeline=pipe)
+    ds = _build(ds_cfg)
+    assert len(ds) == 48
+    for i in range(2):
+        out = ds[i]
+        pts = out['inputs']['points']
+        gt = out['data_samples'].gt_instances_3d
+        assert pts.shape[1] == 4 and pts.shape[0] > 1000
+        assert len(gt.bboxes_3d) == len(gt.labels_3d) > 0
+        assert set(gt.labels_3d.tolist()) <= {0, 1, 2}
+
+
+def test_kitti_boxes_project_onto_drawn_objects(tiny_kitti_root):
+    """Box centres, projected with the info calibration, fall inside the
+    image and inside the 2D box, on a pixel painted with the class colour."""
+    import cv2
+    import mmengine
+    from mmdet3d.structures import Box3DMode, CameraInstance3DBoxes
+    root = tiny_kitti_root
+    modes = _modes(root)['modes']
+    info = mmengine.load(osp.join(root, 'kitti_infos_train.pkl'))
+    classes = {v: k for k, v in info['metainfo']['categories'].items()}
+    checked = ok = 0
+    for d in info['data_list'][:24]:
+        cam = d['images']['CAM2']
+        img = cv2.imread(osp.join(root, 'training', 'image_2',
+                                  cam['img_path']))
+        assert img.shape[:2] == (cam['height'], cam['width']) == (375, 1242)
+        if modes[str(d['sample_idx'])] != 'day':
+            continue
+        lidar2img = np.asarray(cam['lidar2img'])
+        lidar2cam = np.asarray(cam['lidar2cam'])
+        for inst in d['instances']:
+            box = CameraInstance3DBoxes(np.asarray([inst['bbox_3d']]))
+            lidar = box.convert_to(
+                Box3DMode.LIDAR, np.linalg.inv(lidar2cam)).tensor.numpy()[0]
+            centre = lidar[:3] + np.array([0, 0, 0.3 * lidar[5]])
+            uvw = lidar2img @ np.append(centre, 1.0)
+            u, v = uvw[:2] / uvw[2]
+            x1, y1, x2, y2 = inst['bbox']
+            assert 0 <= u < 1242 and 0 <= v < 375
+            assert x1 - 2 <= u <= x2 + 2 and y1 - 2 <= v <= y2 + 2
+            name = classes[inst['bbox_label_3d']]
+            if inst['occluded'] == 0 and name in ('Car', 'Pedestrian'):
+                checked += 1
+                ok += _paint_ok(img[int(v), int(u)], name)
+    assert checked >= 30
+    assert ok >= 0.85 * checked, (ok, checked)
+
+
+def test_kitti_class_imbalance(tiny_kitti_root):
+    import mmengine
+    info = mmengine.load(osp.join(tiny_kitti_root, 'kitti_infos_train.pkl'))
+    cats = info['metainfo']['categories']
+    labels = [i['bbox_label_3d'] for d in info['data_list']
+              for i in d['instances']]
+    n = {c: labels.count(cats[c]) for c in ('Car', 'Pedestrian', 'Cyclist')}
+    assert n['Car'] > n['Pedestrian'] > n['Cyclist'] > 0, n
+    assert 0.55 < n['Car'] / sum(n.values()) < 0.85, n
+
+
+def _frame_stats_kitti(root, idx):
+    import cv2
+    img = cv2.imread(osp.join(root, 'training', 'image_2', f'{idx:06d}.png'))
+    pts = np.fromfile(osp.join(root, 'training', 'velodyne',
+                               f'{idx:06d}.bin'), np.float32).reshape(-1, 4)
+    return img.mean(), img.std(), len(pts), pts[:, 3].mean()
+
+
+def test_kitti_rare_mode(tiny_kitti_root):
+    m = _modes(tiny_kitti_root)
+    assert m['rare_mode'] == 'fog'
+    rare = [int(k) for k, v in m['modes'].items() if v == 'fog']
+    day = [int(k) for k, v in m['modes'].items() if v == 'day']
+    assert len(rare) == 5  # round(0.08 * 64)
+    assert 0.05 <= len(rare) / 64 <= 0.10
+    assert any(m['split'][str(i)] == 'train' for i in rare)
+    r = np.array([_frame_stats_kitti(tiny_kitti_root, i) for i in rare])
+    d = np.array([_frame_stats_kitti(tiny_kitti_root, i) for i in day[:10]])
+    assert r[:, 0].mean() > d[:, 0].mean() + 25      # brighter (haze)
+    assert r[:, 1].mean() < 0.7 * d[:, 1].mean()     # lower contrast
+    assert r[:, 2].mean() < 0.85 * d[:, 2].mean()    # fewer points
+    assert r[:, 3].mean() < 0.7 * d[:, 3].mean()     # weaker returns
+
+
+def _digest(root):
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = osp.join(d, f)
+            with open(p, 'rb') as fh:
+                out[osp.relpath(p, root)] = hashlib.md5(
+                    fh.read()).hexdigest()
+    return out
+
+
+def test_kitti_seed_determinism_and_overwrite(tmp_path, tiny_kitti_root):
+    from mmdet3d_equity.tiny_data import create_tiny_kitti
+    a = create_tiny_kitti(str(tmp_path / 'a'), num_frames=16, seed=3)
+    da = _digest(a['root'])
+    with pytest.raises(FileExistsError, match='overwrite'):
+        create_tiny_kitti(a['root'], num_frames=16, seed=3)
+    # same seed, rebuilt in place (atomic replace): byte-identical files
+    b = create_tiny_kitti(a['root'], num_frames=16, seed=3, overwrite=True)
+    assert _digest(b['root']) == da
+    assert [p for p in os.listdir(tmp_path) if p.startswith('.')] == []
+    # different seed (the seed-0 fixture): every frame's data differs
+    d0 = _digest(tiny_kitti_root)
+    data = [k for k in da if k.startswith('training/')
+            and '/calib/' not in k]  # calib: the same fixed KITTI rig
+    assert len(data) == 16 * 4  # velodyne(_reduced), image_2, label_2
+    assert all(da[k] != d0[k] for k in data)
+
+
+# --------------------------------------------------------------------------
+# nuScenes
+# --------------------------------------------------------------------------
+CAMS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
+        'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
+
+
+def test_nus_layout_and_infos(tiny_nus_root):
+    import mmengine
+    root = tiny_nus_root
+    assert len(os.listdir(osp.join(root, 'samples', 'LIDAR_TOP'))) == 40
+    for cam in CAMS:
+        assert len(os.listdir(osp.join(root, 'samples', cam))) == 40
+    tr = mmengine.load(osp.join(root, 'nuscenes_infos_train.pkl'))
+    va = mmengine.load(osp.join(root, 'nuscenes_infos_val.pkl'))
+    assert tr['metainfo']['version'] == 'v1.0-mini'
+    assert len(tr['data_list']) == 32 and len(va['data_list']) == 8
+    m = _modes(root)
+    assert m['dataset'] == 'nuscenes'
+    assert {d['token'] for d in tr['data_list']} == \
+        {k for k, v in m['split'].items() if v == 'train'}
+    d = tr['data_list'][0]
+    assert set(d['images']) == set(CAMS)
+    for cam in CAMS:
+        im = d['images'][cam]
+        assert np.asarray(im['cam2img']).shape == (3, 3)
+        assert np.asarray(im['lidar2cam']).shape == (4, 4)
+        assert np.asarray(im['cam2ego']).shape == (4, 4)
+    pts = np.fromfile(osp.join(root, 'samples', 'LIDAR_TOP',
+                               d['lidar_points']['lidar_path']),
+                      np.float32).reshape(-1, 5)
+    assert pts[:, 3].max() <= 255 and pts[:, 4].max() <= 31
+    assert osp.isfile(osp.join(root, 'nuscenes_dbinfos_train.pkl'))
+
+
+def test_nus_stock_lidar_pipeline(tiny_nus_root):
+    cfg = _stock_cfg('nus-3d.py')
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    ds_cfg.update(data_root=tiny_nus_root + '/',
+                  pipeline=cfg.train_pipeline)
+    ds = _build(ds_cfg)
+    assert len(ds) == 32
+    labels = []
+    for i in range(3):
+        out = ds[i]
+        # the stock LoadPointsFromMultiSweeps keeps use_dim=[0, 1, 2, 4]
+        # (x, y, z, time lag) of the 5-dim files
+        assert out['inputs']['points'].shape[1] == 4
+        gt = out['data_samples'].gt_instances_3d
+        assert len(gt.bboxes_3d) == len(gt.labels_3d) > 0
+        labels += gt.labels_3d.tolist()
+    names = [ds.metainfo['classes'][i] for i in labels]
+    assert set(names) <= {'car', 'pedestrian', 'bicycle'}
+
+
+def test_nus_stock_camera_pipeline(tiny_nus_root):
+    cfg = _stock_cfg('nus-mono3d.py')
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    ds_cfg.update(data_root=tiny_nus_root + '/',
+                  pipeline=cfg.train_pipeline)
+    ds = _build(ds_cfg)
+    assert len(ds) == 32 * 6
+    n = 0
+    for i in range(0, 12):
+        out = ds[i]
+        assert tuple(out['inputs']['img'].shape) == (3, 900, 1600)
+        n += len(out['data_samples'].gt_instances_3d.labels_3d)
+    assert n > 0
+
+
+def test_nus_boxes_project_onto_drawn_objects(tiny_nus_root):
+    import cv2
+    import mmengine
+    root = tiny_nus_root
+    modes = _modes(root)['modes']
+    info = mmengine.load(osp.join(root, 'nuscenes_infos_train.pkl'))
+    classes = {v: k for k, v in info['metainfo']['categories'].items()}
+    checked = ok = 0
+    for d in info['data_list'][:12]:
+        if modes[d['token']] != 'day':
+            continue
+        for cam in ('CAM_FRONT', 'CAM_BACK'):
+            im = d['images'][cam]
+            img = cv2.imread(osp.join(root, 'samples', cam, im['img_path']))
+            K = np.asarray(im['cam2img'])
+            l2c = np.asarray(im['lidar2cam'])
+            for inst in d['instances']:
+                name = classes[inst['bbox_label_3d']]
+                if name not in ('car', 'pedestrian'):
+                    continue
+                x, y, z, l, w, h, yaw = inst['bbox_3d'][:7]
+                # info boxes are gravity centred; sample at 30 % height
+                p = l2c @ np.array([x, y, z - 0.2 * h, 1.0])
+                if p[2] < 2 or p[2] > 35 or inst['num_lidar_pts'] < 30:
+                    continue
+                u, v = (K @ p[:3])[:2] / p[2]
+                if not (0 <= u < 1600 and 0 <= v < 900):
+                    continue
+                checked += 1
+                ok += _paint_ok(img[int(v), int(u)], name)
+    assert checked >= 15
+    assert ok >= 0.75 * checked, (ok, checked)
+
+
+def test_nus_imbalance_and_rare_mode(tiny_nus_root):
+    import cv2
+    import mmengine
+    root = tiny_nus_root
+    info = mmengine.load(osp.join(root, 'nuscenes_infos_train.pkl'))
+    cats = info['metainfo']['categories']
+    labels = [i['bbox_label_3d'] for d in info['data_list']
+              for i in d['instances']]
+    n = {c: labels.count(cats[c]) for c in ('car', 'pedestrian', 'bicycle')}
+    assert n['car'] > n['pedestrian'] > n['bicycle'] > 0, n
+    m = _modes(root)
+    rare = [k for k, v in m['modes'].items() if v == m['rare_mode']]
+    assert len(rare) == 3 and any(m['split'][k] == 'train' for k in rare)
+    by_tok = {d['token']: d for d in info['data_list']}
+
+    def stats(tok):
+        d = by_tok[tok]
+        img = cv2.imread(osp.join(root, 'samples', 'CAM_FRONT',
+                                  d['images']['CAM_FRONT']['img_path']))
+        pts = np.fromfile(osp.join(root, 'samples', 'LIDAR_TOP',
+                                   d['lidar_points']['lidar_path']),
+                          np.float32)
+        return img.mean(), len(pts) / 5
+
+    r = np.array([stats(k) for k in rare if k in by_tok])
+    d = np.array([stats(k) for k, v in m['modes'].items()
+                  if v == 'day' and k in by_tok][:8])
+    assert r[:, 0].mean() > d[:, 0].mean() + 25
+    assert r[:, 1].mean() < 0.85 * d[:, 1].mean()
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+def _cli(*args):
+    return subprocess.run([sys.executable, CLI, *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize('args,needle', [
+    (['kitti', '--frames', '8'], '>= 16'),
+    (['kitti', '--frames', 'many'], 'integer number of frames'),
+    (['nuscenes', '--seed', '-1'], 'non-negative integer'),
+    (['lyft'], "invalid choice: 'lyft'"),
+])
+def test_cli_bad_arguments(tmp_path, args, needle):
+    r = _cli(*args, '--out', str(tmp_path / 'out'))
+    assert r.returncode == 2
+    assert needle in r.stderr, r.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_cli_bad_output_paths(tmp_path):
+    f = tmp_path / 'afile'
+    f.write_text('x')
+    r = _cli('kitti', '--out', str(f))
+    assert r.returncode == 2 and 'is an existing file' in r.stderr, r.stderr
+    d = tmp_path / 'full'
+    d.mkdir()
+    (d / 'keep.txt').write_text('x')
+    r = _cli('kitti', '--out', str(d))
+    assert r.returncode == 2 and '--overwrite' in r.stderr, r.stderr
+    assert (d / 'keep.txt').read_text() == 'x'
