@@ -296,6 +296,12 @@ def score_embeddings(x, *, reducer: Optional[Mapping] = DEFAULT_REDUCER,
         raise ScoringError(f'unknown likelihood definition {likelihood_def!r};'
                            f' choose one of {list(LIKELIHOOD_DEFS)}')
     x = check_embeddings(x, ids)
+    if x.shape[0] > 1 and float(np.ptp(x, axis=0).max()) == 0.0:
+        raise ScoringError(
+            f'all {x.shape[0]} embeddings are identical: the embedder '
+            'carries no information about these samples (e.g. a randomly '
+            'initialised backbone whose features vanish at this input size, '
+            'or blank inputs). Use a checkpoint or a larger --input-size.')
     z, red_rec = reduce_embeddings(x, reducer, seed=seed, logger=logger)
     raw, clu_rec = cluster_embeddings(z, clusterer, seed=seed)
     cid = noise_to_singletons(raw)

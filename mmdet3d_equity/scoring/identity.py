@@ -42,3 +42,28 @@ def dataset_fingerprint(sample_ids: Iterable[SampleId]) -> str:
     h = hashlib.sha256()
     h.update('\n'.join(ids).encode('utf-8'))
     return h.hexdigest()
+
+
+def raw_data_info(dataset, idx: int) -> dict:
+    """The info of sample ``idx`` as the dataset parsed it.
+
+    ``mmengine.dataset.BaseDataset.get_data_info`` OVERWRITES
+    ``info['sample_idx']`` with the list position ``idx``, so for KITTI
+    ``sample_identity(dataset.get_data_info(i))`` is the position, not the
+    frame number. This reads the stored info instead (serialized or not).
+    """
+    import copy
+    import pickle
+    if hasattr(dataset, 'full_init'):
+        dataset.full_init()
+    if getattr(dataset, 'serialize_data', False):
+        start = 0 if idx == 0 else dataset.data_address[idx - 1].item()
+        end = dataset.data_address[idx].item()
+        return pickle.loads(memoryview(dataset.data_bytes[start:end]))
+    return copy.deepcopy(dataset.data_list[idx])
+
+
+def dataset_sample_identity(dataset, idx: int) -> str:
+    """:func:`sample_identity` of sample ``idx`` of a (leaf) dataset, from its
+    stored info (see :func:`raw_data_info`)."""
+    return sample_identity(raw_data_info(dataset, idx))

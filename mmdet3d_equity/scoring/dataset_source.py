@@ -1,0 +1,256 @@
+"""The training split of a dataset config, as scoring sees it.
+
+:class:`TrainSplit` builds ``cfg.train_dataloader.dataset`` (unwrapping
+RepeatDataset / CBGSDataset / ClassBalancedDataset / EquityDataset), lists its
+samples by the dataset's own identity (:func:`sample_identity`) and resolves
+camera image paths and LiDAR paths. Only the training split is ever used.
+"""
+import copy
+import os.path as osp
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .clustering import ScoringError
+from .identity import (dataset_fingerprint, id_key_of, raw_data_info,
+                       sample_identity)
+
+#: wrapper dataset types whose inner dataset is cfg['dataset']
+WRAPPERS = ('RepeatDataset', 'CBGSDataset', 'ClassBalancedDataset',
+            'EquityDataset', 'mmdet3d.CBGSDataset', 'mmengine.RepeatDataset',
+            'mmengine.ClassBalancedDataset')
+
+#: image folders (relative to data_root) of the standard on-disk layouts,
+#: used only when the config's data_prefix names no image folder (LiDAR-only
+#: configs); the choice is logged and recorded.
+STANDARD_IMAGE_LAYOUT = {
+    'KittiDataset': {'CAM2': 'training/image_2', 'CAM3': 'training/image_3'},
+    'NuScenesDataset': {c: f'samples/{c}' for c in (
+        'CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
+        'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')},
+}
+
+
+def _type_name(t) -> str:
+    return t if isinstance(t, str) else getattr(t, '__name__', str(t))
+
+
+def unwrap_train_dataset_cfg(cfg) -> dict:
+    """Return the innermost dataset config of ``cfg.train_dataloader``."""
+    if 'train_dataloader' not in cfg or cfg.train_dataloader is None or \
+            'dataset' not in cfg.train_dataloader:
+        raise ScoringError(
+            'the config has no train_dataloader.dataset: scoring reads the '
+            'training split from it; give a training config')
+    ds = copy.deepcopy(cfg.train_dataloader.dataset)
+    chain = []
+    while _type_name(ds.get('type', '')) in WRAPPERS or (
+            'dataset' in ds and isinstance(ds.get('dataset'), dict)
+            and 'type' in ds['dataset']):
+        chain.append(_type_name(ds.get('type')))
+        ds = copy.deepcopy(ds['dataset'])
+    if 'datasets' in ds:
+        raise ScoringError(
+            f'train_dataloader.dataset is a {_type_name(ds.get("type"))} of '
+            'several datasets; score each dataset config separately')
+    ds['_wrappers'] = chain
+    return ds
+
+
+class TrainSplit:
+    """The samples of a config's training split.
+
+    Args:
+        cfg: an MMEngine config (see :func:`apis.config.load_config`).
+        img_prefix: optional override of the image folder, relative to
+            data_root or absolute; may contain ``{cam}``.
+        logger: an MMLogger (or None).
+    """
+
+    def __init__(self, cfg, img_prefix: Optional[str] = None, logger=None):
+        from mmengine.registry import init_default_scope
+        from mmdet3d.registry import DATASETS
+        self.cfg = cfg
+        self.logger = logger
+        ds_cfg = unwrap_train_dataset_cfg(cfg)
+        self.wrappers = ds_cfg.pop('_wrappers')
+        self.raw_cfg = copy.deepcopy(ds_cfg)
+        self.type = _type_name(ds_cfg.get('type'))
+        self.train_pipeline_cfg = copy.deepcopy(ds_cfg.get('pipeline', []))
+        ds_cfg['pipeline'] = []  # infos only: no augmentation, no db sampler
+        if ds_cfg.get('test_mode', False):
+            raise ScoringError(
+                'train_dataloader.dataset has test_mode=True; scoring reads '
+                'the training split only. Fix the config.')
+        ann = ds_cfg.get('ann_file', '')
+        root = ds_cfg.get('data_root', '') or ''
+        ann_path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+        if ann and not osp.isfile(ann_path):
+            raise ScoringError(
+                f'training annotation file not found: {ann_path} (from '
+                'train_dataloader.dataset ann_file/data_root). Create the '
+                'dataset infos or fix data_root.')
+        self._check_not_val(cfg, ann_path)
+        init_default_scope(cfg.get('default_scope', 'mmdet3d'))
+        try:
+            self.dataset = DATASETS.build(ds_cfg)
+        except Exception as e:
+            raise ScoringError(
+                f'cannot build the training dataset {self.type} from '
+                f'{ann_path}: {type(e).__name__}: {e}') from e
+        self.data_root = root
+        self.ann_file = ann_path
+        self._collect()
+
+    @staticmethod
+    def _check_not_val(cfg, ann_path):
+        val = cfg.get('val_dataloader', None)
+        if not val or 'dataset' not in val:
+            return
+        v = val.dataset
+        while 'dataset' in v and isinstance(v['dataset'], dict):
+            v = v['dataset']
+        vann, vroot = v.get('ann_file', ''), v.get('data_root', '') or ''
+        vpath = vann if osp.isabs(vann) or not vroot else osp.join(vroot,
+                                                                    vann)
+        if vann and osp.abspath(vpath) == osp.abspath(ann_path):
+            raise ScoringError(
+                f'train and val dataloaders read the same ann_file {ann_path}'
+                '; scoring must see the training split only (never val). Use '
+                'a config whose train_dataloader reads the training infos.')
+
+    def _collect(self):
+        ds = self.dataset
+        n = len(ds)
+        if n == 0:
+            raise ScoringError(
+                f'the training split is empty: {self.type} with ann_file '
+                f'{self.ann_file} has no samples. Check the info file and '
+                'the config\'s data_root.')
+        groups: 'OrderedDict[str, List[dict]]' = OrderedDict()
+        for i in range(n):
+            # not get_data_info: it overwrites sample_idx with the position
+            info = raw_data_info(ds, i)
+            groups.setdefault(sample_identity(info), []).append(info)
+        self.ids: List[str] = list(groups)
+        first = next(iter(groups.values()))[0]
+        self.id_key = id_key_of(first)
+        self.infos: List[dict] = []
+        for sid, infos in groups.items():
+            merged = copy.deepcopy(infos[0])
+            if len(infos) > 1:  # e.g. nuScenes mv_image_based: one per camera
+                imgs = {}
+                for inf in infos:
+                    imgs.update(inf.get('images', {}))
+                merged['images'] = imgs
+            self.infos.append(merged)
+        self.fingerprint = dataset_fingerprint(self.ids)
+        self.use_camera = bool(getattr(ds, 'modality', {}).get('use_camera',
+                                                                False))
+        self.default_cam = getattr(ds, 'default_cam_key', None)
+
+    def __len__(self):
+        return len(self.ids)
+
+    # ------------------------------------------------------------- cameras
+    def available_cameras(self) -> List[str]:
+        imgs = self.infos[0].get('images', {}) or {}
+        return [c for c, v in imgs.items() if isinstance(v, dict)
+                and v.get('img_path')]
+
+    def resolve_cameras(self, cameras: Optional[Sequence[str]]) -> List[str]:
+        """``None``: the dataset's default camera if it has one, else all
+        cameras with images; ``['all']``: all; else the named ones."""
+        avail = self.available_cameras()
+        if not avail:
+            raise ScoringError(
+                f'the {self.type} infos in {self.ann_file} have no camera '
+                'images (info["images"][CAM]["img_path"]); use the detector '
+                'embedder (--detector-config/--detector-checkpoint) instead')
+        if cameras is None:
+            if len(avail) > 1 and self.type == 'NuScenesDataset':
+                return avail
+            if self.default_cam in avail:
+                return [self.default_cam]
+            return avail
+        if list(cameras) == ['all']:
+            return avail
+        unknown = [c for c in cameras if c not in avail]
+        if unknown:
+            raise ScoringError(f'unknown camera(s) {unknown}; this dataset '
+                               f'has {avail}')
+        return list(cameras)
+
+    def image_prefix(self, cam: str, override: Optional[str] = None
+                     ) -> Optional[str]:
+        """Folder the relative img_path of ``cam`` lives in (None when the
+        dataset already joined it, i.e. modality use_camera=True)."""
+        root = self.data_root
+        if override:
+            p = override.format(cam=cam)
+            return p if osp.isabs(p) or not root else osp.join(root, p)
+        if self.use_camera:
+            return None
+        prefix = dict(self.raw_cfg.get('data_prefix', {}) or {})
+        p = prefix.get(cam) or prefix.get('img') or \
+            STANDARD_IMAGE_LAYOUT.get(self.type, {}).get(cam)
+        if not p:
+            raise ScoringError(
+                f'no image folder known for camera {cam} of {self.type}: '
+                'the config\'s data_prefix names none. Pass --img-prefix '
+                '(relative to data_root, may contain {cam}).')
+        return p if osp.isabs(p) or not root else osp.join(root, p)
+
+    def image_paths(self, cameras: Sequence[str],
+                    img_prefix: Optional[str] = None) -> List[List[str]]:
+        """paths[i][c]: the image of sample i, camera cameras[c]."""
+        prefixes = {c: self.image_prefix(c, img_prefix) for c in cameras}
+        out = []
+        for sid, info in zip(self.ids, self.infos):
+            row = []
+            for c in cameras:
+                img = (info.get('images') or {}).get(c) or {}
+                rel = img.get('img_path')
+                if not rel:
+                    raise ScoringError(f'sample {sid!r} has no image for '
+                                       f'camera {c}')
+                if prefixes[c] is not None and not osp.isabs(rel):
+                    rel = osp.join(prefixes[c], rel)
+                row.append(rel)
+            out.append(row)
+        return out
+
+    # --------------------------------------------------------------- lidar
+    def lidar_path(self, i: int) -> Optional[str]:
+        lp = (self.infos[i].get('lidar_points') or {}).get('lidar_path')
+        if lp is None:
+            return None
+        if not osp.isabs(lp) and not osp.isfile(lp):
+            prefix = (self.raw_cfg.get('data_prefix') or {}).get('pts', '')
+            lp = osp.join(self.data_root, prefix, lp)
+        return lp
+
+    def lidar_load_dim(self) -> int:
+        for t in self.train_pipeline_cfg:
+            if isinstance(t, dict) and _type_name(t.get('type')) == \
+                    'LoadPointsFromFile':
+                return int(t.get('load_dim', 4))
+        return 5 if self.type == 'NuScenesDataset' else 4
+
+    def load_points(self, i: int) -> np.ndarray:
+        path = self.lidar_path(i)
+        if path is None or not osp.isfile(path):
+            raise ScoringError(f'point cloud of sample {self.ids[i]!r} not '
+                               f'found: {path}')
+        dim = self.lidar_load_dim()
+        pts = np.fromfile(path, dtype=np.float32)
+        if pts.size % dim:
+            raise ScoringError(f'point cloud {path} has {pts.size} floats, '
+                               f'not a multiple of load_dim={dim}')
+        return pts.reshape(-1, dim)
+
+    def describe(self) -> Dict:
+        return dict(type=self.type, data_root=self.data_root,
+                    ann_file=self.ann_file, split='train',
+                    num_samples=len(self.ids), wrappers=list(self.wrappers))

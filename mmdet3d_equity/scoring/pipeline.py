@@ -1,0 +1,386 @@
+"""End to end: dataset config -> embeddings -> clusters -> likelihood file.
+
+:func:`compute_likelihoods` is what ``tools/compute_likelihoods.py`` runs.
+Outputs, next to ``out`` (``<stem>`` = ``out`` without ``.pkl``):
+
+* ``out``                  the likelihood file (see likelihood_file.py)
+* ``<stem>.csv``           sample_id, likelihood, cluster_id, cluster_size,
+                           weight (W(p; eta, gamma))
+* ``<stem>_summary.json``  counts, cluster sizes, likelihood quantiles
+* ``<stem>_figures/``      projection, histogram, weight curve, thumbnails
+* embeddings cache         ``<cache_dir>/emb_<key>.npz`` (default
+                           ``<dir of out>/embedding_cache``), keyed by the
+                           embedder config, cameras, data root and dataset
+                           fingerprint.
+"""
+import copy
+import csv
+import hashlib
+import json
+import os
+import os.path as osp
+import tempfile
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .clustering import (DEFAULT_CLUSTERER, DEFAULT_LIKELIHOOD,
+                         DEFAULT_REDUCER, ScoringError, check_embeddings,
+                         combine_camera_scores, score_embeddings)
+from .dataset_source import TrainSplit
+from .dist import dist_info, gather_rows, shard_indices
+from .likelihood_file import atomic_dump, build_record, save_likelihood_file
+
+CAMERA_AGGREGATIONS = ('concat', 'mean', 'likelihood-min', 'likelihood-mean')
+EMBEDDERS = ('image', 'detector')
+
+
+def output_paths(out: str) -> Dict[str, str]:
+    stem = out[:-4] if out.endswith('.pkl') else out
+    return dict(record=out, csv=stem + '.csv',
+                summary=stem + '_summary.json', figures=stem + '_figures')
+
+
+def get_logger(log_file: Optional[str] = None):
+    from mmengine.logging import MMLogger
+    name = 'mmdet3d_equity.scoring'
+    if MMLogger.check_instance_created(name):
+        return MMLogger.get_instance(name)
+    return MMLogger.get_instance(name, log_file=log_file, log_level='INFO')
+
+
+def _key(obj) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode('utf-8')
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    d = osp.dirname(osp.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
+                               suffix='.tmp', dir=d)
+    try:
+        with os.fdopen(fd, 'w', newline='') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _atomic_savez(path: str, **arrays) -> None:
+    d = osp.dirname(osp.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
+                               suffix='.npz', dir=d)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ------------------------------------------------------------ embeddings
+def build_embedder(embedder: str = 'image', *, backbone=None,
+                   checkpoint=None, input_size=384, resize='squash',
+                   detector_config=None, detector_checkpoint=None, seed=0,
+                   batch_size=8, device='cpu', logger=None):
+    from .embedders import DetectorEmbedder, ImageBackboneEmbedder
+    if embedder == 'image':
+        if detector_config or detector_checkpoint:
+            raise ScoringError('--detector-config/--detector-checkpoint are '
+                               'for --embedder detector')
+        return ImageBackboneEmbedder(backbone, checkpoint, input_size, resize,
+                                     seed=seed, batch_size=batch_size,
+                                     device=device, logger=logger)
+    if embedder == 'detector':
+        if not detector_config:
+            raise ScoringError('--embedder detector needs --detector-config '
+                               'and --detector-checkpoint')
+        return DetectorEmbedder(detector_config, detector_checkpoint,
+                                batch_size=batch_size, device=device,
+                                logger=logger)
+    raise ScoringError(f'unknown embedder {embedder!r}; choose one of '
+                       f'{EMBEDDERS}')
+
+
+def embed_split(split: TrainSplit, embedder, cameras: Optional[List[str]],
+                img_prefix: Optional[str] = None, cache_dir=None,
+                use_cache: bool = True, logger=None) -> np.ndarray:
+    """(N, C, D) float32 embeddings of the split (C = #cameras, 1 for the
+    detector embedder), computed on this rank's shard and gathered; read
+    from / written to the cache when ``use_cache``."""
+    from mmengine.utils import ProgressBar
+    rank, world = dist_info()
+    n = len(split)
+    key_obj = dict(embedder=embedder.config(), cameras=cameras,
+                   img_prefix=img_prefix, data_root=split.data_root,
+                   ann_file=split.ann_file, fingerprint=split.fingerprint)
+    cache_path = None
+    if use_cache and cache_dir:
+        cache_path = osp.join(cache_dir, f'emb_{_key(key_obj)}.npz')
+        if osp.isfile(cache_path):
+            with np.load(cache_path, allow_pickle=False) as z:
+                ids = [str(s) for s in z['sample_ids']]
+                emb = z['embeddings']
+            if ids == split.ids:
+                if logger:
+                    logger.info(f'embeddings read from cache {cache_path}')
+                return emb
+            if logger:
+                logger.warning(f'cache {cache_path} holds other samples; '
+                               're-embedding')
+    paths = None
+    if embedder.kind == 'image_backbone':
+        paths = split.image_paths(cameras, img_prefix)
+    mine = shard_indices(n, rank, world)
+    rows, error = [], None
+    bar = ProgressBar(len(mine)) if rank == 0 and len(mine) else None
+    try:
+        bs = max(1, int(embedder.batch_size))
+        for s in range(0, len(mine), bs):
+            chunk = mine[s:s + bs]
+            if embedder.kind == 'image_backbone':
+                from .embedders import read_image
+                imgs = [read_image(paths[i][c], split.ids[i], cameras[c])
+                        for i in chunk for c in range(len(cameras))]
+                v = embedder.embed_images(imgs)
+                v = v.reshape(len(chunk), len(cameras), -1)
+            else:
+                v = embedder.embed_infos([split.infos[i] for i in chunk],
+                                         split.dataset)[:, None, :]
+            rows.append(v.astype(np.float32))
+            if bar is not None:
+                for _ in chunk:
+                    bar.update()
+        if bar is not None:
+            print('', flush=True)
+        local = np.concatenate(rows) if rows else None
+    except Exception as e:  # let the other ranks learn about it, no hang
+        error, local = e, None
+    if local is None and error is None:
+        local = np.zeros((0, 0, 0), np.float32)
+    emb = gather_rows(local, mine, n, error=error)
+    if cache_path and rank == 0:
+        _atomic_savez(cache_path, sample_ids=np.asarray(split.ids),
+                      embeddings=emb,
+                      key=np.asarray(json.dumps(key_obj, sort_keys=True,
+                                                default=str)))
+        if logger:
+            logger.info(f'embeddings cached in {cache_path}')
+    return emb
+
+
+# --------------------------------------------------------------- scoring
+def score_split(emb: np.ndarray, ids: Sequence[str], cameras,
+                camera_aggregation: Optional[str], reducer, clusterer,
+                likelihood_def, density_k=10, seed=0, logger=None) -> Dict:
+    """Score (N, C, D) embeddings; returns score dict + aggregation record."""
+    n, c, d = emb.shape
+    for ci in range(c):
+        check_embeddings(emb[:, ci], ids)
+    kw = dict(reducer=reducer, clusterer=clusterer,
+              likelihood_def=likelihood_def, density_k=density_k, seed=seed,
+              ids=ids, logger=logger)
+    if c == 1:
+        res = score_embeddings(emb[:, 0], **kw)
+        agg = None if cameras is None else dict(cameras=list(cameras),
+                                                mode='single')
+        return dict(res, aggregation=agg)
+    if camera_aggregation not in CAMERA_AGGREGATIONS:
+        raise ScoringError(f'{c} cameras per sample need --camera-aggregation'
+                           f' in {CAMERA_AGGREGATIONS}, got '
+                           f'{camera_aggregation!r}')
+    if camera_aggregation == 'concat':
+        res = score_embeddings(emb.reshape(n, c * d), **kw)
+        return dict(res, aggregation=dict(cameras=list(cameras),
+                                          mode='concat', level='embedding'))
+    if camera_aggregation == 'mean':
+        res = score_embeddings(emb.mean(axis=1), **kw)
+        return dict(res, aggregation=dict(cameras=list(cameras), mode='mean',
+                                          level='embedding'))
+    per_cam = {cam: score_embeddings(emb[:, ci], **kw)
+               for ci, cam in enumerate(cameras)}
+    op = camera_aggregation.split('-')[1]
+    comb = combine_camera_scores(per_cam, op)
+    first = per_cam[cameras[0]]
+    res = dict(first, likelihood=comb['likelihood'],
+               cluster_id=comb['cluster_id'],
+               cluster_size=comb['cluster_size'])
+    res['per_camera'] = {cam: dict(
+        likelihood=r['likelihood'], cluster_id=r['cluster_id'],
+        cluster_size=r['cluster_size']) for cam, r in per_cam.items()}
+    res['rarest_camera'] = comb['rarest_camera']
+    res['reducer'] = {cam: r['reducer'] for cam, r in per_cam.items()}
+    res['clusterer'] = dict(first['clusterer'], per_camera={
+        cam: r['clusterer'] for cam, r in per_cam.items()})
+    return dict(res, aggregation=dict(
+        cameras=list(cameras), mode=camera_aggregation, level='likelihood',
+        op=op, cluster_id_rule='cluster of the camera with the lowest '
+        'likelihood, ids made unique as camera_index * stride + id'))
+
+
+def summarize(record: Mapping, eta: float, gamma: float) -> Dict:
+    lik = np.asarray(record['likelihood'])
+    cid = np.asarray(record['cluster_id'])
+    _, counts = np.unique(cid, return_counts=True)
+    counts = np.sort(counts)[::-1]
+    qs = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+    from ..models.losses.equity_weight import equity_weight
+    w = equity_weight(lik, eta, gamma)
+    return dict(
+        num_samples=int(len(lik)), num_clusters=int(len(counts)),
+        num_singletons=int((counts == 1).sum()),
+        num_noise=int(record['clusterer'].get('num_noise', 0))
+        if isinstance(record['clusterer'], Mapping) else None,
+        cluster_sizes=[int(c) for c in counts],
+        likelihood_def=record['likelihood_def'],
+        likelihood_quantiles={str(q): float(np.quantile(lik, q)) for q in qs},
+        likelihood_mean=float(lik.mean()),
+        weight=dict(eta=float(eta), gamma=float(gamma),
+                    min=float(w.min()), max=float(w.max()),
+                    mean=float(w.mean())),
+        fingerprint=record['fingerprint'], created=record['created'])
+
+
+def write_csv(record: Mapping, path: str, eta: float, gamma: float) -> None:
+    import io
+    from ..models.losses.equity_weight import equity_weight
+    w = equity_weight(np.asarray(record['likelihood']), eta, gamma)
+    buf = io.StringIO()
+    wr = csv.writer(buf)
+    wr.writerow(['sample_id', 'likelihood', 'cluster_id', 'cluster_size',
+                 'weight'])
+    for sid, p, c, s, wi in zip(record['sample_ids'], record['likelihood'],
+                                record['cluster_id'], record['cluster_size'],
+                                w):
+        wr.writerow([sid, repr(float(p)), int(c), int(s), repr(float(wi))])
+    _atomic_write_text(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------ main
+def compute_likelihoods(config, out: str, *, embedder: str = 'image',
+                        backbone: Optional[Mapping] = None,
+                        checkpoint: Optional[str] = None,
+                        input_size=384, resize: str = 'squash',
+                        detector_config: Optional[str] = None,
+                        detector_checkpoint: Optional[str] = None,
+                        cameras: Optional[Sequence[str]] = None,
+                        camera_aggregation: Optional[str] = None,
+                        img_prefix: Optional[str] = None,
+                        reducer: Optional[Mapping] = DEFAULT_REDUCER,
+                        clusterer: Optional[Mapping] = DEFAULT_CLUSTERER,
+                        likelihood_def: str = DEFAULT_LIKELIHOOD,
+                        density_k: int = 10, seed: int = 0,
+                        batch_size: int = 8, device: str = 'cpu',
+                        cache_dir: Optional[str] = None,
+                        use_cache: bool = True, overwrite: bool = False,
+                        eta: float = 1.0, gamma: float = 5.0,
+                        figures: bool = True, cfg_options=None,
+                        logger=None) -> Optional[dict]:
+    """Score the training split of ``config`` and write the outputs.
+
+    ``config`` is a path (or an mmengine Config). Runs distributed when
+    mmengine.dist is initialised: every rank embeds its shard, rank 0
+    clusters and writes; returns the record on rank 0, None elsewhere.
+    """
+    from mmengine.config import Config
+    from ..apis.config import ConfigError, load_config
+    from ..models.losses.equity_weight import equity_weight
+    logger = logger or get_logger()
+    rank, world = dist_info()
+    equity_weight(0.5, eta, gamma)  # validate eta / gamma early
+    paths = output_paths(out)
+    if not out.endswith('.pkl'):
+        raise ScoringError(f'--out must end with .pkl, got {out!r}')
+    if not overwrite:
+        exists = [p for k, p in paths.items() if k != 'figures' and
+                  osp.exists(p)]
+        if exists:
+            raise FileExistsError(
+                f'output(s) {exists} already exist; pass --overwrite '
+                '(overwrite=True) to replace them, or choose another --out')
+    if isinstance(config, Config):
+        cfg, config_path = config, getattr(config, 'filename', None)
+    else:
+        try:
+            cfg = load_config(config, cfg_options)
+        except ConfigError as e:
+            raise ScoringError(str(e)) from e
+        config_path = config
+    if camera_aggregation is not None and \
+            camera_aggregation not in CAMERA_AGGREGATIONS:
+        raise ScoringError(f'unknown camera aggregation '
+                           f'{camera_aggregation!r}; choose one of '
+                           f'{CAMERA_AGGREGATIONS}')
+    split = TrainSplit(cfg, img_prefix=img_prefix, logger=logger)
+    logger.info(f'training split: {split.type}, {len(split)} samples '
+                f'(ann_file {split.ann_file}, wrappers {split.wrappers})')
+    emb_model = build_embedder(
+        embedder, backbone=backbone, checkpoint=checkpoint,
+        input_size=input_size, resize=resize,
+        detector_config=detector_config,
+        detector_checkpoint=detector_checkpoint, seed=seed,
+        batch_size=batch_size, device=device, logger=logger)
+    cams = None
+    if embedder == 'image':
+        cams = split.resolve_cameras(cameras)
+        if len(cams) > 1 and camera_aggregation is None:
+            camera_aggregation = 'likelihood-min'
+            logger.info(f'{len(cams)} cameras {cams}: per-camera '
+                        'likelihoods combined by min (--camera-aggregation '
+                        'likelihood-min)')
+        for c in cams:
+            pre = split.image_prefix(c, img_prefix)
+            if pre is not None and not img_prefix and not (
+                    split.raw_cfg.get('data_prefix') or {}).get(c) and not (
+                    split.raw_cfg.get('data_prefix') or {}).get('img'):
+                logger.info(f'camera {c}: the config names no image folder; '
+                            f'using the standard layout {pre}')
+    elif cameras:
+        raise ScoringError('--cameras applies to the image embedder only; '
+                           'the detector embedder sees what its test '
+                           'pipeline loads')
+    if cache_dir is None:
+        cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
+    emb = embed_split(split, emb_model, cams, img_prefix, cache_dir,
+                      use_cache, logger)
+    if rank != 0:
+        return None
+    logger.info(f'embeddings {emb.shape}; clustering with reducer={reducer}'
+                f' clusterer={clusterer} likelihood={likelihood_def}')
+    res = score_split(emb, split.ids, cams, camera_aggregation,
+                      copy.deepcopy(reducer), copy.deepcopy(clusterer),
+                      likelihood_def, density_k, seed, logger)
+    emb_cfg = dict(emb_model.config(), dim=int(emb.shape[2]),
+                   num_cameras=int(emb.shape[1]), seed=int(seed))
+    extra = dict(config=config_path, world_size=int(world),
+                 eta_gamma_for_csv=dict(eta=float(eta), gamma=float(gamma)))
+    if 'per_camera' not in res:
+        extra['raw_labels'] = np.asarray(res['raw_labels'], np.int64)
+    else:
+        extra['per_camera'] = res['per_camera']
+        extra['rarest_camera'] = res['rarest_camera']
+    record = build_record(
+        split.ids, res['likelihood'], res['cluster_id'], res['cluster_size'],
+        id_key=split.id_key, dataset=split.describe(), embedder=emb_cfg,
+        reducer=res['reducer'], clusterer=res['clusterer'],
+        likelihood_def=likelihood_def, aggregation=res['aggregation'],
+        extra=extra)
+    save_likelihood_file(record, out, overwrite=overwrite)
+    write_csv(record, paths['csv'], eta, gamma)
+    atomic_dump(summarize(record, eta, gamma), paths['summary'],
+                file_format='json')
+    logger.info(f'likelihood file written: {out} (+ {paths["csv"]}, '
+                f'{paths["summary"]})')
+    if figures:
+        from ..visualization.scoring_plots import save_scoring_figures
+        figs = save_scoring_figures(record, res['reduced'], split,
+                                    paths['figures'], eta=eta, gamma=gamma,
+                                    cameras=cams, img_prefix=img_prefix)
+        logger.info(f'figures: {sorted(figs.values())}')
+    return record

@@ -1,0 +1,225 @@
+"""Figures of an appearance-likelihood scoring run (matplotlib, Agg).
+
+* ``projection.png``   2-D PCA of the (reduced) embeddings, coloured by
+                       cluster (singletons/noise in grey crosses)
+* ``likelihood_hist.png``  histogram of the likelihoods
+* ``weight_curve.png`` W(p) = (eta + (1-p)^gamma) / (eta + 1) with the
+                       samples' likelihoods as a rug
+* ``rare_clusters.png`` / ``common_clusters.png``  thumbnail grids of the
+                       rarest / most common clusters: camera images, or BEV
+                       renderings of the point cloud for LiDAR-only scoring
+"""
+import os
+import os.path as osp
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg', force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path):
+    tmp = path + '.tmp.png'
+    fig.savefig(tmp, dpi=100, bbox_inches='tight')
+    os.replace(tmp, path)
+    _plt().close(fig)
+
+
+def plot_projection(z: np.ndarray, cluster_id, cluster_size, path: str,
+                    title: str = '') -> str:
+    from sklearn.decomposition import PCA
+    plt = _plt()
+    z = np.asarray(z, np.float64)
+    if z.shape[1] > 2:
+        z2 = PCA(2, random_state=0).fit_transform(z)
+    elif z.shape[1] == 2:
+        z2 = z
+    else:
+        z2 = np.concatenate([z, np.zeros_like(z)], 1)
+    cid = np.asarray(cluster_id)
+    size = np.asarray(cluster_size)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    multi = size > 1
+    uniq = np.unique(cid[multi])
+    cmap = plt.get_cmap('tab20')
+    for k, c in enumerate(uniq):
+        m = cid == c
+        ax.scatter(z2[m, 0], z2[m, 1], s=10, color=cmap(k % 20),
+                   label=f'{c} (n={int(m.sum())})' if k < 12 else None)
+    if (~multi).any():
+        ax.scatter(z2[~multi, 0], z2[~multi, 1], s=18, c='grey',
+                   marker='x', label=f'singletons ({int((~multi).sum())})')
+    ax.set_xlabel('PC 1')
+    ax.set_ylabel('PC 2')
+    ax.set_title(title or 'embeddings (2-D PCA), coloured by cluster')
+    ax.legend(fontsize=6, loc='best')
+    _save(fig, path)
+    return path
+
+
+def plot_likelihood_hist(likelihood, path: str, definition: str = '') -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(np.asarray(likelihood), bins=40, range=(0, 1), color='tab:blue')
+    ax.set_xlabel(f'likelihood p ({definition})' if definition else
+                  'likelihood p')
+    ax.set_ylabel('samples')
+    ax.set_title('appearance likelihood of the training samples')
+    _save(fig, path)
+    return path
+
+
+def plot_weight_curve(eta: float, gamma: float, path: str,
+                      likelihood=None) -> str:
+    from ..models.losses.equity_weight import equity_weight
+    plt = _plt()
+    p = np.linspace(0, 1, 201)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(p, equity_weight(p, eta, gamma), color='tab:red',
+            label=f'eta={eta:g}, gamma={gamma:g}')
+    if likelihood is not None:
+        lik = np.asarray(likelihood)
+        ax.plot(lik, equity_weight(lik, eta, gamma), '|', color='k',
+                alpha=0.4, label='samples')
+    ax.set_xlabel('likelihood p')
+    ax.set_ylabel('W(p) = (eta + (1-p)^gamma) / (eta + 1)')
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title('Generalized Focal Loss sample weight')
+    _save(fig, path)
+    return path
+
+
+def bev_image(points: np.ndarray, size: int = 160,
+              extent: Optional[Sequence[float]] = None) -> np.ndarray:
+    """Bird's-eye view of a point cloud as an RGB uint8 image (x up, y
+    left); log point density in each cell, coloured by max height."""
+    xyz = np.asarray(points)[:, :3]
+    if extent is None:
+        if len(xyz):
+            lo = np.percentile(xyz[:, :2], 1, axis=0)
+            hi = np.percentile(xyz[:, :2], 99, axis=0)
+        else:
+            lo, hi = np.array([-1, -1.]), np.array([1, 1.])
+        extent = (lo[0], lo[1], hi[0], hi[1])
+    x0, y0, x1, y1 = extent
+    m = (xyz[:, 0] >= x0) & (xyz[:, 0] < x1) & (xyz[:, 1] >= y0) & \
+        (xyz[:, 1] < y1)
+    xyz = xyz[m]
+    rows = ((x1 - xyz[:, 0]) / max(x1 - x0, 1e-6) * (size - 1)).astype(int)
+    cols = ((y1 - xyz[:, 1]) / max(y1 - y0, 1e-6) * (size - 1)).astype(int)
+    cnt = np.zeros((size, size), np.float64)
+    np.add.at(cnt, (rows, cols), 1.0)
+    height = np.full((size, size), -np.inf)
+    np.maximum.at(height, (rows, cols), xyz[:, 2])
+    dens = np.log1p(cnt)
+    dens = dens / max(dens.max(), 1e-6)
+    h = np.where(np.isfinite(height), height, 0.0)
+    if np.isfinite(height).any():
+        hmin, hmax = h[np.isfinite(height)].min(), h[np.isfinite(height)].max()
+        hn = (h - hmin) / max(hmax - hmin, 1e-6)
+    else:
+        hn = h
+    img = np.stack([dens * (0.3 + 0.7 * hn), dens, dens * (1 - 0.7 * hn)],
+                   axis=-1)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def pick_clusters(cluster_id, likelihood, num: int = 4):
+    """(rarest, most common) cluster ids: by size ascending (ties: lower
+    likelihood first) and by size descending."""
+    cid = np.asarray(cluster_id)
+    lik = np.asarray(likelihood)
+    ids, counts = np.unique(cid, return_counts=True)
+    mean_lik = np.array([lik[cid == c].mean() for c in ids])
+    rare = [int(ids[i]) for i in np.lexsort((mean_lik, counts))[:num]]
+    common = [int(ids[i]) for i in np.argsort(-counts, kind='stable')[:num]
+              if int(ids[i]) not in rare or len(ids) <= num]
+    return rare, common
+
+
+def plot_thumbnail_grid(groups: Mapping[int, List[int]],
+                        thumb: Callable[[int], np.ndarray], labels,
+                        path: str, title: str, per_row: int = 5) -> str:
+    plt = _plt()
+    keys = list(groups)
+    nrow = max(1, len(keys))
+    fig, axes = plt.subplots(nrow, per_row, figsize=(2.2 * per_row,
+                                                     1.6 * nrow + 0.4),
+                             squeeze=False)
+    for r, c in enumerate(keys):
+        members = groups[c][:per_row]
+        for k in range(per_row):
+            ax = axes[r][k]
+            ax.axis('off')
+            if k < len(members):
+                i = members[k]
+                try:
+                    ax.imshow(thumb(i))
+                except Exception as e:  # a figure must not kill the run
+                    ax.text(0.5, 0.5, f'unreadable:\n{type(e).__name__}',
+                            ha='center', va='center', fontsize=6)
+                ax.set_title(labels(i), fontsize=6)
+        axes[r][0].text(-0.1, 0.5, f'cluster {c}\n(n={len(groups[c])})',
+                        transform=axes[r][0].transAxes, ha='right',
+                        va='center', fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)
+    return path
+
+
+def save_scoring_figures(record: Mapping, reduced: np.ndarray, split,
+                         out_dir: str, eta: float = 1.0, gamma: float = 5.0,
+                         cameras: Optional[Sequence[str]] = None,
+                         img_prefix: Optional[str] = None,
+                         num_clusters: int = 4) -> Dict[str, str]:
+    """Write all figures of a scoring run into ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    lik = np.asarray(record['likelihood'])
+    cid = np.asarray(record['cluster_id'])
+    size = np.asarray(record['cluster_size'])
+    figs = dict(
+        projection=plot_projection(reduced, cid, size,
+                                   osp.join(out_dir, 'projection.png')),
+        likelihood_hist=plot_likelihood_hist(
+            lik, osp.join(out_dir, 'likelihood_hist.png'),
+            record['likelihood_def']),
+        weight_curve=plot_weight_curve(eta, gamma,
+                                       osp.join(out_dir, 'weight_curve.png'),
+                                       lik))
+    if split is None:
+        return figs
+    ids = record['sample_ids']
+    if cameras:
+        import mmcv
+        from ..scoring.embedders import read_image
+        paths = split.image_paths(cameras[:1], img_prefix)
+
+        def thumb(i):
+            im = read_image(paths[i][0])
+            h, w = im.shape[:2]
+            s = 200.0 / max(h, w)
+            return mmcv.imresize(im, (max(1, int(w * s)),
+                                      max(1, int(h * s))))[..., ::-1]
+        kind = f'camera {cameras[0]}'
+    else:
+        def thumb(i):
+            return bev_image(split.load_points(i))
+        kind = 'LiDAR BEV'
+
+    def label(i):
+        return f'{ids[i]} p={lik[i]:.2f}'
+    rare, common = pick_clusters(cid, lik, num_clusters)
+    for name, chosen in (('rare_clusters', rare),
+                         ('common_clusters', common)):
+        groups = {c: [int(i) for i in np.flatnonzero(cid == c)]
+                  for c in chosen}
+        figs[name] = plot_thumbnail_grid(
+            groups, thumb, label, osp.join(out_dir, name + '.png'),
+            f'{name.replace("_", " ")} ({kind})')
+    return figs
