@@ -201,7 +201,7 @@ def test_anchor3d_head_focal_trap_trains_exactly_like_stock():
     opts = [torch.optim.SGD(h.parameters(), lr=0.01) for h in (stock,
                                                                 wrapped)]
     torch.manual_seed(1)
-    feats = [torch.randn(2, 192, 64, 64)]
+    feats = [torch.randn(2, 192, 32, 32)]
     for _ in range(2):
         losses = []
         for h, opt in zip((stock, wrapped), opts):
