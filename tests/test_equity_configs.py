@@ -1,0 +1,91 @@
+"""Every equity config loads, differs from its stock base only by the equity
+lines, wraps exactly the base's train dataset, and builds a model whose
+dense head EquityHook accepts."""
+import glob
+import os.path as osp
+
+import pytest
+
+import mmdet3d_equity  # noqa: F401
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(
+    glob.glob(osp.join(REPO, 'configs', 'kitti', '*equity*.py')) +
+    glob.glob(osp.join(REPO, 'configs', 'nuscenes', '*equity*.py')) +
+    glob.glob(osp.join(REPO, 'configs', 'tiny', '*equity*.py')))
+EQUITY_KEYS = {'custom_imports', 'likelihood_file', 'equity_eta',
+               'equity_gamma', 'train_dataloader', 'custom_hooks'}
+
+
+def test_expected_configs_exist():
+    names = {osp.basename(c) for c in CONFIGS}
+    for must in ('pointpillars_hv_secfpn_8xb6-160e_kitti-3d-3class_equity.py',
+                 'second_hv_secfpn_8xb6-80e_kitti-3d-3class_equity.py',
+                 'smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d_equity.py',
+                 'pointpillars_hv_fpn_sbn-all_8xb4-2x_nus-3d_equity.py',
+                 'centerpoint_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d'
+                 '_equity.py',
+                 'centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d'
+                 '_equity.py',
+                 'fcos3d_r101-caffe-dcn_fpn_head-gn_8xb2-1x_nus-mono3d'
+                 '_equity.py',
+                 'pointpillars_tiny-kitti-3class_equity.py',
+                 'centerpoint-pillar_tiny-nus-3d_equity.py'):
+        assert must in names, must
+
+
+def load_base(cfg_path, tmp_path):
+    """The config's _base_ loaded the same way (mmdet3d:: scoping included)
+    through a file holding only that _base_ line."""
+    from mmengine.config import Config
+    text = open(cfg_path).read()
+    line = [ln for ln in text.splitlines() if ln.startswith('_base_')][0]
+    base = line.split('=', 1)[1].split('#')[0].strip().strip('\'"')
+    if not base.startswith('mmdet3d::'):
+        base = osp.normpath(osp.join(osp.dirname(cfg_path), base))
+    only_base = tmp_path / 'only_base.py'
+    only_base.write_text(f'_base_ = {base!r}\n')
+    return Config.fromfile(str(only_base))
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+def test_equity_config_loads_and_builds(path, monkeypatch, tmp_path):
+    from mmdet3d.registry import MODELS
+    from mmdet3d.utils import register_all_modules
+    from mmengine.config import Config
+
+    from mmdet3d_equity.engine.hooks.equity_hook import (EquityHook,
+                                                         resolve_dense_head)
+    from mmdet3d_equity.models.sample_weighting import PerSampleGradWeighting
+    monkeypatch.setenv('EQUITY_TINY_KITTI', '/data/tiny_kitti')
+    monkeypatch.setenv('EQUITY_TINY_NUS', '/data/tiny_nus')
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(path)
+    base = load_base(path, tmp_path)
+    # only the equity lines differ from the stock config
+    diff = {k for k in set(cfg.keys()) | set(base.keys())
+            if cfg.get(k) != base.get(k)}
+    assert diff <= EQUITY_KEYS, diff - EQUITY_KEYS
+    ds = cfg.train_dataloader.dataset
+    assert ds.type == 'EquityDataset'
+    assert ds.likelihood_file == cfg.likelihood_file
+    assert ds.likelihood_file.endswith('.pkl')
+    assert ds.dataset == base.train_dataloader.dataset
+    assert {k: v for k, v in cfg.train_dataloader.items() if k != 'dataset'
+            } == {k: v for k, v in base.train_dataloader.items()
+                  if k != 'dataset'}
+    assert cfg.val_dataloader == base.val_dataloader
+    assert cfg.model == base.model
+    hooks = [h for h in cfg.custom_hooks if h['type'] == 'EquityHook']
+    assert len(hooks) == 1
+    loss = hooks[0]['loss']
+    assert (loss['eta'], loss['gamma']) == (ds.eta, ds.gamma)
+    hook = EquityHook(**{k: v for k, v in hooks[0].items() if k != 'type'})
+    # the model builds and its head is supported for exact weighting
+    model_cfg = cfg.model.copy()
+    for key in ('backbone', 'img_backbone'):
+        if key in model_cfg and 'init_cfg' in model_cfg[key]:
+            model_cfg[key].init_cfg = None  # no pretrained download
+    model = MODELS.build(model_cfg)
+    head = resolve_dense_head(model)
+    PerSampleGradWeighting(head, terms=hook.gfl.terms)
