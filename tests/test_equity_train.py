@@ -96,3 +96,41 @@ def test_tiny_equity_config_trains_on_cpu(tiny_kitti_root, tmp_path,
     state = torch.load(ckpt[0], map_location='cpu', weights_only=False)
     assert set(state['state_dict']) == set(model.state_dict())
     model.load_state_dict(state['state_dict'], strict=True)
+
+
+def test_tiny_nuscenes_wrapper_uses_tokens(tiny_nus_root, tmp_path,
+                                           monkeypatch):
+    """Real NuScenesDataset + CBGSDataset + Pack3DDetInputs: the packed
+    sample only carries sample_idx; the wrapper maps it to the token."""
+    from mmdet3d.registry import DATASETS
+    from mmdet3d.utils import register_all_modules
+    from mmengine.config import Config
+
+    from mmdet3d_equity import equity_weight
+    from mmdet3d_equity.datasets import index_identity_table
+    from mmdet3d_equity.scoring import build_record, save_likelihood_file
+    register_all_modules(init_default_scope=True)
+    monkeypatch.setenv('EQUITY_TINY_NUS', tiny_nus_root)
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'tiny',
+                                   'centerpoint-pillar_tiny-nus-3d_equity.py'))
+    leaf_cfg = cfg.train_dataloader.dataset.dataset.dataset
+    leaf = DATASETS.build(dict(leaf_cfg, pipeline=[]))
+    tokens = sorted(set(index_identity_table(leaf).tolist()))
+    assert all(not t.isdigit() for t in tokens)
+    lik = np.linspace(0, 1, len(tokens))
+    rec = build_record(
+        tokens, lik, np.arange(len(tokens)), np.ones(len(tokens), int),
+        id_key='token', dataset=dict(type='NuScenesDataset'),
+        embedder=dict(type='t'), reducer=None, clusterer=dict(type='t'),
+        likelihood_def='largest')
+    path = save_likelihood_file(rec, str(tmp_path / 'nus.pkl'))
+    ds_cfg = dict(cfg.train_dataloader.dataset, likelihood_file=path)
+    ds = DATASETS.build(ds_cfg)
+    table = dict(zip(tokens, lik))
+    for i in range(3):
+        meta = ds[i]['data_samples'].metainfo
+        assert 'token' not in meta
+        own = leaf.get_data_info(int(meta['sample_idx']))['token']
+        assert meta['equity_id'] == own
+        assert meta['equity_likelihood'] == table[own]
+        assert meta['equity_weight'] == equity_weight(table[own], 0.3, 5.0)
