@@ -328,6 +328,15 @@ def test_nus_imbalance_and_rare_mode(tiny_nus_root):
     assert r[:, 1].mean() < 0.85 * d[:, 1].mean()
 
 
+def test_nus_seed_determinism(tmp_path, tiny_nus_root):
+    from mmdet3d_equity.tiny_data import create_tiny_nuscenes
+    a = _digest(create_tiny_nuscenes(str(tmp_path / 'a'), 16, seed=1)['root'])
+    b = _digest(create_tiny_nuscenes(str(tmp_path / 'b'), 16, seed=1)['root'])
+    assert a == b
+    d0 = _digest(tiny_nus_root)
+    assert not set(k for k in a if k.startswith('samples/')) & set(d0)
+
+
 # --------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------

@@ -269,8 +269,13 @@ def occlude_by_zbuffer(xyz, is_occluder, res_deg=0.35, margin=0.4):
         np.ndarray: bool keep-mask.
     """
     rng_ = np.linalg.norm(xyz, axis=1) + 1e-6
-    az = np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0])) + 180.0
-    el = np.degrees(np.arcsin(np.clip(xyz[:, 2] / rng_, -1, 1))) + 90.0
+    # The odd offsets keep regular scan patterns (e.g. azimuths on a 0.5 deg
+    # grid) off the bin edges: a value exactly on an edge could fall on either
+    # side depending on last-bit differences of the vectorised trig
+    # functions, which would make the output depend on memory alignment.
+    az = np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0])) + 180.0 + 0.01234567
+    el = np.degrees(np.arcsin(np.clip(xyz[:, 2] / rng_, -1, 1))) + 90.0 + \
+        0.00765432
     n_az = int(np.ceil(360.0 / res_deg)) + 1
     bins = (np.floor(el / res_deg).astype(np.int64) * n_az +
             np.floor(az / res_deg).astype(np.int64))

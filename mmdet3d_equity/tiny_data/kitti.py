@@ -185,6 +185,7 @@ def _make_points(rng, objs, walls, poles, mode):
     elev = np.radians(np.linspace(-24.0, -1.3, 34))
     az = np.radians(np.arange(0.0, 360.0, 0.7))
     ee, aa = np.meshgrid(elev, az, indexing='ij')
+    aa = aa + rng.uniform(-0.002, 0.002, aa.shape)  # azimuth jitter
     r = 1.73 / np.tan(-ee)
     r = r * (1 + rng.normal(0, 0.004, r.shape))
     keep = r < 75.0

@@ -276,6 +276,7 @@ def _make_sweep(rng, ego_objs, corners_ego, walls_info, mode):
     elev = np.radians(np.linspace(-30.0, -1.0, 26))
     az = np.radians(np.arange(0.0, 360.0, 0.5))
     ee, aa = np.meshgrid(elev, az, indexing='ij')
+    aa = aa + rng.uniform(-0.002, 0.002, aa.shape)  # azimuth jitter
     r = LIDAR_HEIGHT / np.tan(-ee) * (1 + rng.normal(0, 0.004, ee.shape))
     keep = r < 70.0
     g = np.stack([(r * np.cos(aa))[keep] + origin[0],
