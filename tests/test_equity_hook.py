@@ -13,7 +13,8 @@ from mmdet3d_equity import equity_weight
 from mmdet3d_equity.engine.hooks.equity_hook import EquityHook
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TINY_CFG = osp.join(REPO, 'configs', 'tiny', 'pointpillars_tiny-kitti-3class.py')
+TINY_CFG = osp.join(REPO, 'configs', 'tiny',
+                    'pointpillars_tiny-kitti-3class.py')
 
 
 def build_tiny_detector(seed=0, freeze_bn=False):

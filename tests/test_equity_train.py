@@ -13,10 +13,11 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 EQ_CFG = osp.join(REPO, 'configs', 'tiny',
                   'pointpillars_tiny-kitti-3class_equity.py')
-BASE_CFG = osp.join(REPO, 'configs', 'tiny', 'pointpillars_tiny-kitti-3class.py')
+BASE_CFG = osp.join(REPO, 'configs', 'tiny',
+                    'pointpillars_tiny-kitti-3class.py')
 
 
-NUM_FRAMES = 8  # a subset of the tiny train split keeps the run short
+NUM_FRAMES = 4  # a subset of the tiny train split keeps the run short
 
 
 def write_tiny_likelihoods(cfg, path, seed=0):

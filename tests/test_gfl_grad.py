@@ -351,8 +351,10 @@ def assert_grads_equal(g1, g2, rtol=1e-4, atol_frac=1e-5):
 
 @pytest.mark.parametrize('family', list(FAMILIES))
 def test_per_sample_weighting_matches_hand_weighted_reference(family):
-    head, trunks, samples, xs = make_setup(family, B=3)
-    w = [0.55, 1.0, 0.8]
+    # batch of 3 (2 for the slower monocular heads), unequal weights
+    B = 2 if family in ('FCOSMono3DHead', 'PGDHead') else 3
+    head, trunks, samples, xs = make_setup(family, B=B)
+    w = [0.55, 1.0, 0.8][:B]
     state = copy.deepcopy((head.state_dict(), trunks.state_dict()))
     g_mech = mechanism_grads(family, head, trunks, samples, xs, w)
     head.load_state_dict(state[0])
@@ -363,7 +365,7 @@ def test_per_sample_weighting_matches_hand_weighted_reference(family):
     head.load_state_dict(state[0])
     trunks.load_state_dict(state[1])
     g_plain, _ = reference_grads(family, head, trunks, samples, xs,
-                                 [1.0, 1.0, 1.0])
+                                 [1.0] * B)
     diffs = [(a - b).abs().max().item() for (_, a), (_, b) in
              zip(g_mech, g_plain) if a is not None]
     assert max(diffs) > 1e-4

@@ -1,8 +1,9 @@
 # DatasetEquity on top of the stock mmdet3d config.
 # Only the lines below the _base_ differ from the baseline.
 # likelihood_file: written by
-#   python tools/compute_likelihoods.py configs/kitti/pointpillars_hv_secfpn_8xb6-160e_kitti-3d-3class_equity.py --out data/kitti/equity_likelihoods.pkl
-_base_ = 'mmdet3d::pointpillars/pointpillars_hv_secfpn_8xb6-160e_kitti-3d-3class.py'
+#   python tools/compute_likelihoods.py THIS_CONFIG \
+#       --out data/kitti/equity_likelihoods.pkl
+_base_ = 'mmdet3d::pointpillars/pointpillars_hv_secfpn_8xb6-160e_kitti-3d-3class.py'  # noqa: E501
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
 likelihood_file = 'data/kitti/equity_likelihoods.pkl'

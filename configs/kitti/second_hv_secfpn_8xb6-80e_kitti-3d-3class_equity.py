@@ -1,9 +1,10 @@
-# DatasetEquity on top of the stock mmdet3d config:
+# DatasetEquity on top of the stock mmdet3d config
 # (SECOND: sparse convolutions, needs a GPU.)
 # Only the lines below the _base_ differ from the baseline.
 # likelihood_file: written by
-#   python tools/compute_likelihoods.py configs/kitti/second_hv_secfpn_8xb6-80e_kitti-3d-3class_equity.py --out data/kitti/equity_likelihoods.pkl
-_base_ = 'mmdet3d::second/second_hv_secfpn_8xb6-80e_kitti-3d-3class.py'
+#   python tools/compute_likelihoods.py THIS_CONFIG \
+#       --out data/kitti/equity_likelihoods.pkl
+_base_ = 'mmdet3d::second/second_hv_secfpn_8xb6-80e_kitti-3d-3class.py'  # noqa: E501
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
 likelihood_file = 'data/kitti/equity_likelihoods.pkl'

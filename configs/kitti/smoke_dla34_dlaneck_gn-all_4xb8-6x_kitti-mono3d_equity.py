@@ -1,9 +1,10 @@
-# DatasetEquity on top of the stock mmdet3d config:
+# DatasetEquity on top of the stock mmdet3d config
 # (monocular: score the same infos the mono3d train config reads)
 # Only the lines below the _base_ differ from the baseline.
 # likelihood_file: written by
-#   python tools/compute_likelihoods.py configs/kitti/smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d_equity.py --out data/kitti/equity_likelihoods_mono3d.pkl
-_base_ = 'mmdet3d::smoke/smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d.py'
+#   python tools/compute_likelihoods.py THIS_CONFIG \
+#       --out data/kitti/equity_likelihoods_mono3d.pkl
+_base_ = 'mmdet3d::smoke/smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d.py'  # noqa: E501
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
 likelihood_file = 'data/kitti/equity_likelihoods_mono3d.pkl'

@@ -1,10 +1,11 @@
-# DatasetEquity on top of the stock mmdet3d config:
+# DatasetEquity on top of the stock mmdet3d config
 # (eta = 0.3 as the paper used for the CenterPoint head; CBGSDataset is kept
 #  inside the wrapper.)
 # Only the lines below the _base_ differ from the baseline.
 # likelihood_file: written by
-#   python tools/compute_likelihoods.py configs/nuscenes/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d_equity.py --out data/nuscenes/equity_likelihoods.pkl
-_base_ = 'mmdet3d::centerpoint/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py'
+#   python tools/compute_likelihoods.py THIS_CONFIG \
+#       --out data/nuscenes/equity_likelihoods.pkl
+_base_ = 'mmdet3d::centerpoint/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py'  # noqa: E501
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
 likelihood_file = 'data/nuscenes/equity_likelihoods.pkl'

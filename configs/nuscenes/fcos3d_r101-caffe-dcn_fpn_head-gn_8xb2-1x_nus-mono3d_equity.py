@@ -1,9 +1,10 @@
-# DatasetEquity on top of the stock mmdet3d config:
+# DatasetEquity on top of the stock mmdet3d config
 # (one likelihood per sample token, shared by its six camera images)
 # Only the lines below the _base_ differ from the baseline.
 # likelihood_file: written by
-#   python tools/compute_likelihoods.py configs/nuscenes/fcos3d_r101-caffe-dcn_fpn_head-gn_8xb2-1x_nus-mono3d_equity.py --out data/nuscenes/equity_likelihoods_mono3d.pkl
-_base_ = 'mmdet3d::fcos3d/fcos3d_r101-caffe-dcn_fpn_head-gn_8xb2-1x_nus-mono3d.py'
+#   python tools/compute_likelihoods.py THIS_CONFIG \
+#       --out data/nuscenes/equity_likelihoods_mono3d.pkl
+_base_ = 'mmdet3d::fcos3d/fcos3d_r101-caffe-dcn_fpn_head-gn_8xb2-1x_nus-mono3d.py'  # noqa: E501
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
 likelihood_file = 'data/nuscenes/equity_likelihoods_mono3d.pkl'

@@ -1,8 +1,9 @@
 # DatasetEquity on top of the stock mmdet3d config.
 # Only the lines below the _base_ differ from the baseline.
 # likelihood_file: written by
-#   python tools/compute_likelihoods.py configs/nuscenes/pointpillars_hv_fpn_sbn-all_8xb4-2x_nus-3d_equity.py --out data/nuscenes/equity_likelihoods.pkl
-_base_ = 'mmdet3d::pointpillars/pointpillars_hv_fpn_sbn-all_8xb4-2x_nus-3d.py'
+#   python tools/compute_likelihoods.py THIS_CONFIG \
+#       --out data/nuscenes/equity_likelihoods.pkl
+_base_ = 'mmdet3d::pointpillars/pointpillars_hv_fpn_sbn-all_8xb4-2x_nus-3d.py'  # noqa: E501
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
 likelihood_file = 'data/nuscenes/equity_likelihoods.pkl'

@@ -64,8 +64,9 @@ def index_identity_table(dataset, sample_idx_map: Optional[Dict] = None,
     if name == 'EquityDataset':
         return index_identity_table(dataset.dataset, sample_idx_map, leaf_ids)
     if name == 'RepeatDataset':
-        return np.tile(index_identity_table(dataset.dataset, sample_idx_map, leaf_ids),
-                       int(dataset.times))
+        inner = index_identity_table(dataset.dataset, sample_idx_map,
+                                     leaf_ids)
+        return np.tile(inner, int(dataset.times))
     if name == 'CBGSDataset':
         inner = index_identity_table(dataset.dataset, sample_idx_map, leaf_ids)
         return inner[np.asarray(dataset.sample_indices, dtype=np.int64)]
@@ -373,5 +374,6 @@ class EquityDataset:
     def __repr__(self) -> str:
         return (f'EquityDataset(likelihood_file={self.likelihood_file!r}, '
                 f'eta={self.eta}, gamma={self.gamma}, strict={self.strict}, '
-                f'missing={self.missing!r}, dataset={_class_name(self.dataset)}'
-                f' of {len(self)} indices)')
+                f'missing={self.missing!r}, '
+                f'dataset={_class_name(self.dataset)} of {len(self)} '
+                'indices)')

@@ -59,8 +59,9 @@ def resolve_dense_head(detector):
         raise UnsupportedHeadError(
             f'EquityHook: detector {name} is not supported for exact '
             'per-sample weighting; supported detectors (whose training loss '
-            f'is exactly one dense head\'s loss): {sorted(SUPPORTED_DETECTORS)}.'
-            ' Use the resampling mode (EquityWeightedSampler) instead.')
+            'is exactly one dense head\'s loss): '
+            f'{sorted(SUPPORTED_DETECTORS)}. Use the resampling mode '
+            '(EquityWeightedSampler) instead.')
     attr = SUPPORTED_DETECTORS[name]
     head = getattr(detector, attr, None)
     if head is None:
