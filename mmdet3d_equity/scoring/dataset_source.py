@@ -96,12 +96,26 @@ class TrainSplit:
         try:
             self.dataset = DATASETS.build(ds_cfg)
         except Exception as e:
+            self._raise_if_empty(ann_path, e)
             raise ScoringError(
                 f'cannot build the training dataset {self.type} from '
                 f'{ann_path}: {type(e).__name__}: {e}') from e
         self.data_root = root
         self.ann_file = ann_path
         self._collect()
+
+    def _raise_if_empty(self, ann_path, cause):
+        """mmdet3d datasets fail obscurely on an empty info file; say so."""
+        import mmengine
+        try:
+            data = mmengine.load(ann_path)
+        except Exception:
+            return
+        if isinstance(data, dict) and not data.get('data_list', [1]):
+            raise ScoringError(
+                f'the training split is empty: {ann_path} has an empty '
+                'data_list. Re-create the dataset infos or point '
+                'train_dataloader.dataset at the right ann_file.') from cause
 
     @staticmethod
     def _check_not_val(cfg, ann_path):

@@ -213,7 +213,9 @@ def save_scoring_figures(record: Mapping, reduced: np.ndarray, split,
         kind = 'LiDAR BEV'
 
     def label(i):
-        return f'{ids[i]} p={lik[i]:.2f}'
+        sid = str(ids[i])
+        sid = sid if len(sid) <= 10 else sid[:8] + '..'
+        return f'{sid} p={lik[i]:.2f}'
     rare, common = pick_clusters(cid, lik, num_clusters)
     for name, chosen in (('rare_clusters', rare),
                          ('common_clusters', common)):
