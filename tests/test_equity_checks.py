@@ -48,7 +48,7 @@ def test_dataset_normalisation_uses_the_iterated_indices(lik_file):
     hook._check_dataset(ds, None)
     lik = likelihoods(FRAME_IDS)
     w = np.array([
-        equity_weight(lik[str(ds.get_data_info(i)['sample_idx'])])
+        equity_weight(lik[str(FRAME_IDS[ds.get_data_info(i)['sample_idx']])])
         for i in range(len(ds))
     ])
     assert hook.gfl._dataset_mean == pytest.approx(w.mean(), rel=1e-12)

@@ -12,11 +12,12 @@ from mmdet3d_equity.scoring import (LikelihoodFileError, build_record,
                                     save_likelihood_file)
 
 N = 12
-# mmengine's BaseDataset.get_data_info sets info['sample_idx'] to the
-# position in the info list, so the identity of a sample without a token is
-# its position in the (unwrapped) dataset; wrappers (Repeat, CBGS) and
-# refetches make the wrapper index differ from it.
-FRAME_IDS = list(range(N))
+# KITTI-like frame numbers that differ from the list positions. mmengine's
+# BaseDataset.get_data_info sets info['sample_idx'] to the position in the
+# info list (that is what the packed sample carries); the identity is the
+# stored frame number, so the wrapper must map position -> frame number.
+# Wrappers (Repeat, CBGS) and refetches make the wrapper index differ too.
+FRAME_IDS = [3 * k + 7 for k in range(N)]
 CLASSES = ('Pedestrian', 'Cyclist', 'Car')
 
 
@@ -94,7 +95,7 @@ def _build(cfg):
 
 def check_item(item, eta=1.0, gamma=5.0):
     meta = item['data_samples'].metainfo
-    ident = str(meta['sample_idx'])
+    ident = str(FRAME_IDS[meta['sample_idx']])  # position -> frame number
     p = likelihoods(FRAME_IDS)[ident]
     assert meta['equity_id'] == ident
     assert meta['equity_likelihood'] == pytest.approx(p, abs=0)
@@ -111,7 +112,7 @@ def test_plain_wrapper_attaches_by_identity(lik_file):
     seen = [check_item(ds[i], 0.5, 2.0) for i in range(N)]
     assert seen == [str(s) for s in FRAME_IDS]
     # pass-through
-    assert ds.get_data_info(3)['sample_idx'] == FRAME_IDS[3]
+    assert ds.get_data_info(3) == ds.dataset.get_data_info(3)
     assert ds.get_cat_ids(4) == [1]
 
 
@@ -120,7 +121,7 @@ def test_weight_follows_the_refetched_sample(lik_file):
     whose own likelihood must be attached (not index 2's)."""
     dropped = FRAME_IDS[2]
     ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
-                     dataset=toy_cfg(drop=[dropped])))
+                     dataset=toy_cfg(drop=[2])))  # ToyPack sees positions
     got = set()
     for _ in range(20):
         item = ds[2]
@@ -149,14 +150,14 @@ def test_inside_and_around_repeat_and_cbgs(lik_file):
         assert len(ds) > 0
         for i in range(len(ds)):
             ident = check_item(ds[i])
-            assert ident == str(ds.get_data_info(i)['sample_idx'])
+            assert ident == str(FRAME_IDS[ds.get_data_info(i)['sample_idx']])
         # per-index weights follow the (outer) index -> identity mapping
         from mmdet3d_equity.datasets import find_equity_dataset
         eq = find_equity_dataset(ds)
         w = eq.index_weights(ds)
         assert len(w) == len(ds)
         for i in (0, len(ds) - 1):
-            sid = str(ds.get_data_info(i)['sample_idx'])
+            sid = str(FRAME_IDS[ds.get_data_info(i)['sample_idx']])
             assert w[i] == pytest.approx(
                 equity_weight(likelihoods(FRAME_IDS)[sid]))
 
@@ -265,7 +266,7 @@ def test_weighted_sampler_frequencies(lik_file):
     freq = np.bincount(idx, minlength=len(ds)) / len(idx)
     w = np.array([
         equity_weight(likelihoods(FRAME_IDS)[str(
-            ds.get_data_info(i)['sample_idx'])], 0.3, 2.0)
+            FRAME_IDS[ds.get_data_info(i)['sample_idx']])], 0.3, 2.0)
         for i in range(len(ds))
     ])
     np.testing.assert_allclose(freq, w / w.sum(), atol=4e-3)

@@ -15,8 +15,10 @@ The wrapper
 
 The likelihood is looked up by the identity of the sample that is actually
 returned (``token`` if the packed metainfo has one, else its ``sample_idx``
-mapped back to the info's identity), never by the wrapper index: BaseDataset
-refetches a random index when a pipeline drops a sample.
+-- which mmengine's ``get_data_info`` sets to the list position -- mapped
+back to the identity stored in the info: the KITTI frame number, as the
+scorer records it), never by the wrapper index: BaseDataset refetches a
+random index when a pipeline drops a sample.
 
 ``metainfo``, ``get_data_info``, ``get_cat_ids`` and ``len`` pass through, so
 evaluation, visualisation and ``CBGSDataset`` work unchanged.
@@ -32,7 +34,7 @@ from mmdet3d.registry import DATASETS
 from mmdet3d_equity.models.losses.equity_weight import equity_weight
 from mmdet3d_equity.scoring import (LikelihoodFileError, dataset_fingerprint,
                                     likelihood_map, load_likelihood_file,
-                                    sample_identity)
+                                    dataset_sample_identity)
 
 MISSING_POLICIES = ('error', 'max_weight', 'min_weight')
 # the likelihood used for an id absent from the file under each policy
@@ -82,8 +84,11 @@ def index_identity_table(dataset, sample_idx_map: Optional[Dict] = None,
         dataset.full_init()
     ids = np.empty(len(dataset), dtype=object)
     for i in range(len(dataset)):
+        # get_data_info sets info['sample_idx'] to the position i (that is
+        # what the packed sample carries); the identity is read from the
+        # stored info (KITTI: the frame number), as the scorer does.
         info = dataset.get_data_info(i)
-        ident = sample_identity(info)
+        ident = dataset_sample_identity(dataset, i)
         ids[i] = ident
         if leaf_ids is not None:
             leaf_ids.add(ident)
