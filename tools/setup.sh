@@ -53,16 +53,23 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 STAMP="$VENV/.mmdet3d_equity_stamp"
 WANT="$( { echo "root=$ROOT"; echo "torch=$TORCH_SPEC"; cat "$ROOT/requirements.txt" "$ROOT/setup.py"; } | sha256sum | cut -d' ' -f1)"
 
+# Imports the stack and the plugin and prints their versions; fails (quietly
+# unless asked) when anything is missing.
 check_imports() {
-  "$PY" - <<'PY' >/dev/null 2>&1
-import torch, mmengine, mmdet, mmdet3d, sklearn, matplotlib
+  "$PY" - <<'PY'
+import torch, mmcv, mmengine, mmdet, mmdet3d, sklearn, matplotlib
 import pkg_resources  # mmengine's mmdet3d:: config inheritance needs it
 from mmcv.ops import nms_rotated, Voxelization  # compiled ops present
 import mmdet3d_equity
+print(f'[setup] torch {torch.__version__}, mmcv {mmcv.__version__}, '
+      f'mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, '
+      f'mmdet3d {mmdet3d.__version__}, '
+      f'mmdet3d-equity {mmdet3d_equity.__version__}')
 PY
 }
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && check_imports; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && \
+   VERSIONS="$(check_imports 2>/dev/null | grep '^\[setup\]')"; then
   log "environment is up to date (nothing to install)"
 else
   log "installing the stack into $VENV"
@@ -94,7 +101,7 @@ else
   [ -n "${EQUITY_WHEELS:-}" ] && FIND_LINKS=(--find-links "$EQUITY_WHEELS")
   "${PIP[@]}" install -q "${FIND_LINKS[@]}" -c "$CONSTRAINTS" -r "$ROOT/requirements.txt" pytest
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
-  if ! check_imports; then
+  if ! VERSIONS="$(check_imports | grep '^\[setup\]')"; then
     echo "setup.sh: the stack installed but does not import; run" >&2
     echo "  $PY -c 'import mmdet3d, mmcv.ops, mmdet3d_equity'  to see why" >&2
     exit 1
@@ -103,12 +110,7 @@ else
   log "stack installed"
 fi
 
-"$PY" - <<'PY'
-import torch, mmcv, mmengine, mmdet, mmdet3d, mmdet3d_equity
-print(f'[setup] torch {torch.__version__}, mmcv {mmcv.__version__}, '
-      f'mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, '
-      f'mmdet3d {mmdet3d.__version__}, mmdet3d-equity {mmdet3d_equity.__version__}')
-PY
+echo "$VERSIONS"
 log "environment: $VENV"
 log "activate it with:  source $VENV/bin/activate"
 
