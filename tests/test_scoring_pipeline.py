@@ -253,7 +253,7 @@ def test_nuscenes_six_cameras(tiny_nus_root, tmp_path, monkeypatch):
     monkeypatch.setenv('EQUITY_TINY_NUS', tiny_nus_root)
     kw = dict(backbone=R18, input_size=(96, 64), batch_size=12)
     rec = compute_likelihoods(NUS_CFG, str(tmp_path / 'nus.pkl'),
-                              figures=True, **kw)
+                              figures=False, **kw)
     assert rec['id_key'] == 'token'
     agg = rec['aggregation']
     assert agg['mode'] == 'likelihood-min' and len(agg['cameras']) == 6
@@ -263,7 +263,7 @@ def test_nuscenes_six_cameras(tiny_nus_root, tmp_path, monkeypatch):
     np.testing.assert_allclose(rec['likelihood'], stack.min(axis=0))
     assert_rare_low(rec, tiny_nus_root)
     # other aggregations from the cache
-    for mode in ('concat', 'mean', 'likelihood-mean'):
+    for mode in ('concat', 'likelihood-mean'):
         r = compute_likelihoods(NUS_CFG, str(tmp_path / f'{mode}.pkl'),
                                 camera_aggregation=mode, figures=False, **kw)
         assert r['aggregation']['mode'] == mode

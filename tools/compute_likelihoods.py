@@ -97,8 +97,10 @@ def parse_args(argv=None):
     g.add_argument('--clusterer', choices=CLUSTERER_TYPES, default='kmeans')
     g.add_argument('--clusterer-options', nargs='+', default=None,
                    help='clusterer parameters key=value (any parameter of '
-                   'the sklearn estimator); default for kmeans '
-                   f'{ {k: v for k, v in DEFAULT_CLUSTERER.items() if k != "type"} }')
+                   'the sklearn estimator) on top of the presets: kmeans '
+                   f'{ {k: v for k, v in DEFAULT_CLUSTERER.items() if k != "type"} }'
+                   ", gmm {n_components: 'auto', covariance_type: 'diag'}, "
+                   'dbscan/hdbscan: sklearn defaults')
     g.add_argument('--likelihood', choices=LIKELIHOOD_DEFS,
                    default='largest')
     g.add_argument('--density-k', type=int, default=10)
@@ -120,7 +122,7 @@ def parse_args(argv=None):
 
 
 def build_kwargs(args):
-    from mmdet3d_equity.scoring.clustering import (DEFAULT_CLUSTERER,
+    from mmdet3d_equity.scoring.clustering import (CLUSTERER_PRESETS,
                                                    DEFAULT_REDUCER)
     embedder = args.embedder or ('detector' if args.detector_config
                                  else 'image')
@@ -147,10 +149,7 @@ def build_kwargs(args):
     else:
         reducer = dict(DEFAULT_REDUCER)
         reducer.update(_options(args.reducer_options, '--reducer-options'))
-    if args.clusterer == DEFAULT_CLUSTERER['type']:
-        clusterer = dict(DEFAULT_CLUSTERER)
-    else:
-        clusterer = dict(type=args.clusterer)
+    clusterer = dict(CLUSTERER_PRESETS[args.clusterer])
     clusterer.update(_options(args.clusterer_options, '--clusterer-options'))
     return dict(embedder=embedder, backbone=backbone,
                 checkpoint=args.checkpoint, input_size=size,

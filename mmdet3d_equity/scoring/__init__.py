@@ -9,3 +9,8 @@ from .clustering import (CLUSTERER_TYPES, DEFAULT_CLUSTERER,  # noqa: F401
                          cluster_sizes, combine_camera_scores,
                          knn_density_likelihood, noise_to_singletons,
                          reduce_embeddings, score_embeddings, size_likelihood)
+from .dataset_source import TrainSplit, unwrap_train_dataset_cfg  # noqa: F401
+from .embedders import (CheckpointMismatchError, DetectorEmbedder,  # noqa: F401
+                        EmbeddingError, ImageBackboneEmbedder)
+from .pipeline import (CAMERA_AGGREGATIONS, compute_likelihoods,  # noqa: F401
+                       embed_split, score_split)

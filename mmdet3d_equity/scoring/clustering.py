@@ -43,6 +43,15 @@ DEFAULT_REDUCER = dict(type='pca', n_components=64, whiten=False,
 DEFAULT_CLUSTERER = dict(type='kmeans', n_clusters='auto', n_init=1,
                          max_iter=100)
 DEFAULT_LIKELIHOOD = 'largest'
+#: starting parameters per clusterer type for the CLI (--clusterer T), on
+#: top of which --clusterer-options apply; everything else is sklearn's
+#: default. All parameters used are recorded in the likelihood file.
+CLUSTERER_PRESETS = dict(
+    kmeans=DEFAULT_CLUSTERER,
+    gmm=dict(type='gmm', n_components='auto', covariance_type='diag'),
+    dbscan=dict(type='dbscan'),
+    hdbscan=dict(type='hdbscan'),
+)
 
 
 class ScoringError(ValueError):

@@ -1,0 +1,49 @@
+"""tools/compute_likelihoods.py argument handling (no data needed)."""
+import os.path as osp
+import sys
+
+import pytest
+
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                            'tools'))
+
+from compute_likelihoods import build_kwargs, parse_args  # noqa: E402
+
+
+def kw(*argv):
+    return build_kwargs(parse_args(['cfg.py', '--out', 'x.pkl', *argv]))
+
+
+def test_defaults_and_presets():
+    k = kw()
+    assert k['embedder'] == 'image' and k['backbone'] is None
+    assert k['input_size'] == 384 and k['resize'] == 'squash'
+    assert k['clusterer'] == dict(type='kmeans', n_clusters='auto', n_init=1,
+                                  max_iter=100)
+    assert k['reducer']['type'] == 'pca' and k['reducer']['n_components'] == 64
+    assert k['likelihood_def'] == 'largest' and k['use_cache']
+    k = kw('--clusterer', 'gmm', '--clusterer-options', 'n_init=2',
+           'tol=1e-4', '--reducer-options', 'whiten=True', 'n_components=16')
+    assert k['clusterer'] == dict(type='gmm', n_components='auto',
+                                  covariance_type='diag', n_init=2, tol=1e-4)
+    assert k['reducer']['whiten'] is True and k['reducer']['n_components'] == 16
+    k = kw('--reducer', 'none', '--clusterer', 'hdbscan',
+           '--clusterer-options', 'min_cluster_size=3', '--input-size', '96',
+           '64', '--backbone', "dict(type='mmdet.ResNet', depth=18)")
+    assert k['reducer'] is None
+    assert k['clusterer'] == dict(type='hdbscan', min_cluster_size=3)
+    assert k['input_size'] == (96, 64)
+    assert k['backbone'] == dict(type='mmdet.ResNet', depth=18)
+    k = kw('--detector-config', 'd.py', '--detector-checkpoint', 'c.pth')
+    assert k['embedder'] == 'detector'
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit, match='--backbone must be a dict'):
+        kw('--backbone', 'resnet50')
+    with pytest.raises(SystemExit, match='key=value'):
+        kw('--clusterer-options', 'eps')
+    with pytest.raises(SystemExit, match='S or W H'):
+        kw('--input-size', '1', '2', '3')
+    with pytest.raises(SystemExit):
+        kw('--clusterer', 'spectral')
