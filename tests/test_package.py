@@ -45,3 +45,27 @@ def test_equity_weight_rejects_bad_params():
         equity_weight(0.5, eta=-1)
     with pytest.raises(ValueError, match='gamma'):
         equity_weight(0.5, gamma=float('nan'))
+
+
+def test_custom_imports_registers_everything_in_mmdet3d_registries():
+    """What a config's custom_imports line does: the plugin's modules appear
+    in mmdet3d's registries (plain type names under default_scope mmdet3d),
+    with names distinct from mmdet's own losses."""
+    from mmengine.config import Config
+    from mmengine.utils import import_modules_from_strings
+
+    from mmdet3d.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS
+    cfg = Config(dict(custom_imports=dict(imports=['mmdet3d_equity'],
+                                          allow_failed_imports=False)))
+    import_modules_from_strings(**cfg.custom_imports)
+    assert DATASETS.get('EquityDataset') is not None
+    assert DATA_SAMPLERS.get('EquityWeightedSampler') is not None
+    assert MODELS.get('GeneralizedFocalLoss') is not None
+    assert MODELS.get('SemanticScaleBalancedLoss') is not None
+    assert HOOKS.get('EquityHook') is not None
+    assert HOOKS.get('SemanticScaleBalanceHook') is not None
+    # mmdet's unrelated "GFL" (QualityFocalLoss) is untouched and distinct
+    from mmdet.registry import MODELS as MMDET_MODELS
+    assert MMDET_MODELS.get('QualityFocalLoss') is not \
+        MODELS.get('GeneralizedFocalLoss')
+    assert 'GeneralizedFocalLoss' not in MMDET_MODELS.module_dict
