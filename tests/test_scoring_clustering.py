@@ -162,3 +162,15 @@ def test_combine_cameras():
     np.testing.assert_allclose(mean['likelihood'], [0.7, 0.4, 0.75])
     with pytest.raises(ScoringError):
         combine_camera_scores(dict(A=a), 'max')
+
+
+def test_validate_before_work():
+    from mmdet3d_equity.scoring.clustering import validate_scoring_params
+    validate_scoring_params(dict(type='pca', n_components=8), None, 'largest')
+    validate_scoring_params(None, dict(type='gmm', n_components='auto'),
+                            'density')
+    with pytest.raises(ScoringError, match='invalid parameter'):
+        validate_scoring_params(None, dict(type='hdbscan',
+                                           min_cluster_size=0), 'largest')
+    with pytest.raises(ScoringError, match='unknown likelihood'):
+        validate_scoring_params(None, None, 'max')

@@ -191,12 +191,21 @@ def test_bad_inputs(kitti_env, tmp_path):
         compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.pkl'),
                             img_prefix=str(tmp_path / 'nowhere'),
                             use_cache=False, **IMG)
+    # clustering parameters are checked before anything is embedded
     with pytest.raises(ScoringError, match="unknown clusterer type 'optics'"):
-        compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.pkl'),
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'),
                             clusterer=dict(type='optics'), **IMG)
     with pytest.raises(ScoringError, match=r"unknown parameter\(s\) \['k'\]"):
-        compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.pkl'),
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'),
                             clusterer=dict(type='kmeans', k=3), **IMG)
+    with pytest.raises(ScoringError, match="invalid parameter for clusterer "
+                       "'dbscan'.*eps"):
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'),
+                            clusterer=dict(type='dbscan', eps=-1), **IMG)
+    with pytest.raises(ScoringError, match="invalid parameter for reducer"):
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'),
+                            reducer=dict(type='pca', svd_solver='magic'),
+                            **IMG)
     assert not osp.exists(str(tmp_path / 'a.pkl'))
 
 

@@ -237,6 +237,35 @@ def cluster_embeddings(z: np.ndarray, clusterer: Optional[Mapping] = None,
     return labels, record
 
 
+def validate_scoring_params(reducer: Optional[Mapping],
+                            clusterer: Optional[Mapping],
+                            likelihood_def: str) -> None:
+    """Check types, parameter names and values before any expensive work
+    (embedding); raises ScoringError naming the problem."""
+    from sklearn.utils._param_validation import InvalidParameterError
+    if likelihood_def not in LIKELIHOOD_DEFS:
+        raise ScoringError(f'unknown likelihood definition {likelihood_def!r};'
+                           f' choose one of {list(LIKELIHOOD_DEFS)}')
+    checks = []
+    kind, params = _split_cfg(reducer, REDUCER_TYPES, 'reducer')
+    if kind != 'none':
+        checks.append(('reducer', kind, params))
+    cfg = DEFAULT_CLUSTERER if clusterer is None else clusterer
+    kind, params = _split_cfg(copy.deepcopy(dict(cfg)) if isinstance(
+        cfg, Mapping) else cfg, CLUSTERER_TYPES, 'clusterer')
+    checks.append(('clusterer', kind, params))
+    for what, kind, params in checks:
+        params = {k: (2 if v == 'auto' and k in ('n_clusters', 'n_components')
+                      else v) for k, v in params.items()}
+        est = _make_estimator(kind, params, what, 0)
+        if hasattr(est, '_validate_params'):
+            try:
+                est._validate_params()
+            except InvalidParameterError as e:
+                raise ScoringError(f'invalid parameter for {what} {kind!r}: '
+                                   f'{e}') from e
+
+
 def noise_to_singletons(labels) -> np.ndarray:
     """Map raw labels to cluster ids where every noise point (-1) is its own
     singleton cluster with a unique id (ids max_label+1, max_label+2, ...).

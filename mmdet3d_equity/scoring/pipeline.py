@@ -26,7 +26,8 @@ import numpy as np
 
 from .clustering import (DEFAULT_CLUSTERER, DEFAULT_LIKELIHOOD,
                          DEFAULT_REDUCER, ScoringError, check_embeddings,
-                         combine_camera_scores, score_embeddings)
+                         combine_camera_scores, score_embeddings,
+                         validate_scoring_params)
 from .dataset_source import TrainSplit
 from .dist import dist_info, gather_rows, shard_indices
 from .likelihood_file import atomic_dump, build_record, save_likelihood_file
@@ -294,6 +295,7 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
     logger = logger or get_logger()
     rank, world = dist_info()
     equity_weight(0.5, eta, gamma)  # validate eta / gamma early
+    validate_scoring_params(reducer, clusterer, likelihood_def)  # fail fast
     paths = output_paths(out)
     if not out.endswith('.pkl'):
         raise ScoringError(f'--out must end with .pkl, got {out!r}')
