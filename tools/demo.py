@@ -1,12 +1,18 @@
 """The main job on the embedded tiny dataset (run by ``tools/setup.sh``).
 
-Steps, each skipped when its output already exists (``--force`` reruns all):
+Steps (``--force`` reruns all, replacing earlier outputs):
 
-1. generate the tiny synthetic KITTI dataset (``data/tiny_kitti``);
-2. train the tiny PointPillars on it with ``tools/train.py``;
-3. evaluate the checkpoint with ``tools/test.py`` (stock KittiMetric).
+1. generate the tiny synthetic KITTI dataset (``data/tiny_kitti``), unless
+   it is there;
+2. score the appearance likelihoods of its training split with
+   ``tools/compute_likelihoods.py`` (unless the file is there) and report how
+   the planted rare appearance mode scores against the common ones;
+3. train and evaluate the tiny PointPillars baseline and its DatasetEquity
+   variant with ``tools/train.py`` / ``tools/test.py`` (stock KittiMetric);
+4. compare them with ``tools/benchmark.py``.
 
-A summary is written to ``work_dirs/demo/summary.json``.
+A summary is written to ``work_dirs/demo/summary.json``; when it exists the
+demo only prints it.
 """
 import argparse
 import json
@@ -19,6 +25,8 @@ import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+BASELINE = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
+EQUITY = 'configs/tiny/pointpillars_tiny-kitti-3class_equity.py'
 
 
 def parse_args(argv=None):
@@ -45,7 +53,8 @@ def main(argv=None):
             summary = json.load(f)
         print(f'[demo] already done ({summary_path}); rerun with '
               '`bash tools/setup.sh --rerun-demo`')
-        print(json.dumps(summary['metrics'], indent=1))
+        print(json.dumps(summary['rare_mode'], indent=1))
+        print(f'[demo] baseline vs equity: {summary["comparison_dir"]}')
         return summary
     if args.force and osp.isdir(args.work_dir):
         shutil.rmtree(args.work_dir)
@@ -64,40 +73,66 @@ def main(argv=None):
     else:
         print(f'[demo] tiny KITTI already at {args.data_root}')
 
-    config = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
-    train_dir = osp.join(args.work_dir, 'baseline')
-    run([py, 'tools/train.py', config, '--work-dir', train_dir], env)
-    ckpt_file = osp.join(train_dir, 'last_checkpoint')
-    with open(ckpt_file) as f:
-        ckpt = f.read().strip()
-    test_dir = osp.join(args.work_dir, 'baseline_test')
-    run([py, 'tools/test.py', config, ckpt, '--work-dir', test_dir], env)
-    metrics = _latest_metrics(test_dir)
+    lik_file = osp.join(args.data_root, 'equity_likelihoods.pkl')
+    if args.force or not osp.isfile(lik_file):
+        cmd = [py, 'tools/compute_likelihoods.py', BASELINE, '--out',
+               lik_file, '--seed', '0']
+        if osp.exists(lik_file):
+            cmd.append('--overwrite')
+        run(cmd, env)
+    else:
+        print(f'[demo] likelihoods already at {lik_file}')
+    modes = rare_mode_report(args.data_root, lik_file)
 
-    summary = dict(data_root=args.data_root, config=config, checkpoint=ckpt,
-                   metrics=metrics, seconds=round(time.time() - t0, 1))
+    results = {}
+    for name, config in (('baseline', BASELINE), ('equity', EQUITY)):
+        train_dir = osp.join(args.work_dir, name)
+        run([py, 'tools/train.py', config, '--work-dir', train_dir], env)
+        with open(osp.join(train_dir, 'last_checkpoint')) as f:
+            ckpt = f.read().strip()
+        test_dir = osp.join(args.work_dir, name + '_test')
+        run([py, 'tools/test.py', config, ckpt, '--work-dir', test_dir], env)
+        results[name] = dict(config=config, checkpoint=ckpt,
+                             test_dir=test_dir)
+    compare_dir = osp.join(args.work_dir, 'comparison')
+    run([py, 'tools/benchmark.py', '--baseline',
+         results['baseline']['test_dir'], '--equity',
+         results['equity']['test_dir'], '--out-dir', compare_dir], env)
+    with open(osp.join(compare_dir, 'comparison.json')) as f:
+        comparison = json.load(f)
+
+    summary = dict(data_root=args.data_root, likelihood_file=lik_file,
+                   rare_mode=modes, runs=results, comparison_dir=compare_dir,
+                   metrics=comparison, seconds=round(time.time() - t0, 1))
     tmp = summary_path + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(summary, f, indent=1)
     os.replace(tmp, summary_path)
-    print('[demo] KittiMetric on the tiny val split:')
-    print(json.dumps(metrics, indent=1))
+    print(f'[demo] baseline vs equity: {compare_dir}/comparison.png')
     print(f'[demo] done in {summary["seconds"]} s; summary: {summary_path}')
     return summary
 
 
-def _latest_metrics(test_dir):
-    """The metrics dict mmengine's test loop writes as <timestamp>.json."""
-    runs = sorted(d for d in os.listdir(test_dir)
-                  if osp.isdir(osp.join(test_dir, d)))
-    if not runs:
-        raise RuntimeError(f'tools/test.py wrote no run folder in {test_dir}')
-    last = osp.join(test_dir, runs[-1])
-    jsons = [f for f in os.listdir(last) if f.endswith('.json')]
-    if not jsons:
-        raise RuntimeError(f'tools/test.py wrote no metrics json in {last}')
-    with open(osp.join(last, sorted(jsons)[-1])) as f:
-        return json.load(f)
+def rare_mode_report(data_root, lik_file):
+    """Median likelihood per planted appearance mode of the train split."""
+    import numpy as np
+
+    from mmdet3d_equity.scoring import load_likelihood_file
+    with open(osp.join(data_root, 'frame_modes.json')) as f:
+        planted = json.load(f)
+    rec = load_likelihood_file(lik_file)
+    by_mode = {}
+    for sid, p in zip(rec['sample_ids'], rec['likelihood']):
+        by_mode.setdefault(planted['modes'][sid], []).append(float(p))
+    report = {m: dict(frames=len(v), median_likelihood=float(np.median(v)))
+              for m, v in sorted(by_mode.items())}
+    report['rare_mode'] = planted['rare_mode']
+    print('[demo] appearance likelihood by planted mode (train split):')
+    for m, r in sorted(by_mode.items()):
+        tag = '  <- rare mode' if m == planted['rare_mode'] else ''
+        print(f'[demo]   {m:6s} {len(r):3d} frames, median p = '
+              f'{np.median(r):.3f}{tag}')
+    return report
 
 
 if __name__ == '__main__':
