@@ -5,18 +5,17 @@
         [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmdet3d_equity  # noqa: E402,F401  (registers the plugin)
-from mmdet3d_equity.apis.config import (ConfigError,  # noqa: E402
+from mmdet3d_equity.apis.config import (parse_runner_args,  # noqa: E402
+                                        ConfigError,  # noqa: E402
                                         ensure_checkpoint, load_config,
                                         resolve_work_dir)
 
@@ -38,17 +37,7 @@ def parse_args(argv=None):
         '--task', choices=['mono_det', 'multi-view_det', 'lidar_det',
                            'lidar_seg', 'multi-modality_det'],
         default='lidar_det', help='visualisation task for --show-dir')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value (xxx=yyy)')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def build_cfg(args):

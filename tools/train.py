@@ -9,19 +9,18 @@ Multi-GPU / multi-process: ``torchrun --nproc_per_node N tools/train.py CONFIG
 """
 import argparse
 import logging
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmdet3d_equity  # noqa: E402,F401  (registers the plugin)
-from mmdet3d_equity.apis.config import (ConfigError, load_config,  # noqa: E402
+from mmdet3d_equity.apis.config import (parse_runner_args,  # noqa: E402
+                                        ConfigError, load_config,  # noqa: E402
                                         resolve_work_dir)
 
 
@@ -42,17 +41,7 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a value, resume from the '
         'latest checkpoint in the work dir')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value (xxx=yyy)')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def build_cfg(args):

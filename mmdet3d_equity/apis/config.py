@@ -55,5 +55,18 @@ def ensure_checkpoint(path: str) -> str:
         f'tools/train.py (e.g. work_dirs/<config>/epoch_1.pth).')
 
 
-def env_rank() -> int:
-    return int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0)))
+def parse_runner_args(parser, argv=None):
+    """Add the arguments every MMDetection3D runner tool takes
+    (--cfg-options, --launcher, --local_rank), parse, and export LOCAL_RANK
+    for the launcher as MMDetection3D's tools do."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value (xxx=yyy)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
