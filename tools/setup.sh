@@ -85,10 +85,15 @@ else
   # mmcv 2.1.0 with ops: from the wheel directory if it has a usable wheel,
   # else from source.
   if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" >/dev/null 2>&1; then
+    # A wheel only fits the torch it was built against (the one in
+    # ../shared/wheels: torch 2.13.0+cpu): keep it only if its ops import.
     if [ -n "${EQUITY_WHEELS:-}" ] && \
-       "${PIP[@]}" install -q --no-index --find-links "$EQUITY_WHEELS" -c "$CONSTRAINTS" --no-deps mmcv==2.1.0 2>/dev/null; then
+       "${PIP[@]}" install -q --find-links "$EQUITY_WHEELS" --only-binary mmcv \
+         -c "$CONSTRAINTS" -c "$ROOT/requirements.txt" mmcv==2.1.0 2>/dev/null && \
+       "$PY" -c "import mmcv.ops" >/dev/null 2>&1; then
       log "mmcv 2.1.0 installed from wheel directory $EQUITY_WHEELS"
     else
+      "${PIP[@]}" uninstall -y -q mmcv >/dev/null 2>&1 || true
       log "no usable mmcv wheel: building mmcv 2.1.0 from source with ops (about 12 minutes on 2 cores)"
       # mmcv 2.1.0's setup.py needs an old setuptools (pkg_resources APIs);
       # requirements.txt brings the runtime one back afterwards.
