@@ -260,6 +260,10 @@ class SemanticScaleBalanceHook(Hook):
         if state.get('store') is not None:
             self.store.load_state_dict(state['store'])
         self.last_result = state.get('last_result')
+        MMLogger.get_current_instance().info(
+            'SemanticScaleBalanceHook: restored the feature store from the '
+            'checkpoint (objects per class: '
+            f'{self.store.counts().tolist()})')
         saved_ws, ws = state.get('world_size', 1), get_world_size()
         if ws > 1:
             MMLogger.get_current_instance().info(
