@@ -130,6 +130,20 @@ def commit_build_dir(build, root):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def dataset_summary(dataset, frames, class_counts, modes, t_raw, t0):
+    """The summary both generators return: frames per split, objects per
+    class, frames per appearance mode, timings."""
+    import time
+    return dict(
+        dataset=dataset,
+        frames=frames,
+        objects=class_counts,
+        modes={m: sum(1 for v in modes.values() if v == m) for m in MODES},
+        rare_mode=RARE_MODE,
+        seconds={'raw': round(t_raw, 2),
+                 'total': round(time.time() - t0, 2)})
+
+
 def write_json(path, obj):
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:

@@ -508,15 +508,9 @@ def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    summary = dict(
-        dataset='kitti',
-        frames={'train': len(train_ids), 'val': len(val_ids),
-                'test': NUM_TEST_FRAMES},
-        objects=class_counts,
-        modes={m: sum(1 for v in modes.values() if v == m) for m in C.MODES},
-        rare_mode=C.RARE_MODE,
-        seconds={'raw': round(t_raw, 2),
-                 'total': round(time.time() - t0, 2)})
+    summary = C.dataset_summary(
+        'kitti', {'train': len(train_ids), 'val': len(val_ids),
+                  'test': NUM_TEST_FRAMES}, class_counts, modes, t_raw, t0)
     return dict(
         root=root,
         info_train=osp.join(root, 'kitti_infos_train.pkl'),

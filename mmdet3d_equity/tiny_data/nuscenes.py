@@ -609,14 +609,9 @@ def create_tiny_nuscenes(root, num_samples=40, seed=0, overwrite=False,
         shutil.rmtree(build, ignore_errors=True)
         raise
     n_train = sum(1 for s in sample_tokens if split_of[s] == 'train')
-    summary = dict(
-        dataset='nuscenes',
-        frames={'train': n_train, 'val': num_samples - n_train},
-        objects=class_counts,
-        modes={m: sum(1 for v in modes.values() if v == m) for m in C.MODES},
-        rare_mode=C.RARE_MODE,
-        seconds={'raw': round(t_raw, 2),
-                 'total': round(time.time() - t0, 2)})
+    summary = C.dataset_summary(
+        'nuscenes', {'train': n_train, 'val': num_samples - n_train},
+        class_counts, modes, t_raw, t0)
     return dict(
         root=root,
         info_train=osp.join(root, 'nuscenes_infos_train.pkl'),
