@@ -14,7 +14,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 # --------------------------------------------------------------------------
-# Synthetic tiny datasets (mmdet3d_equity.tiny_data), generated once per
+# Synthetic tiny datasets (equity_tiny_data), generated once per
 # test session.  Other tests use these fixture names: keep them stable.
 # --------------------------------------------------------------------------
 import pytest  # noqa: E402
@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope='session')
 def tiny_kitti_root(tmp_path_factory):
     """Root (str) of a 64-frame synthetic KITTI dataset, seed 0."""
-    from mmdet3d_equity.tiny_data import create_tiny_kitti
+    from equity_tiny_data import create_tiny_kitti
     root = tmp_path_factory.mktemp('tiny_data') / 'kitti'
     return create_tiny_kitti(str(root), num_frames=64, seed=0)['root']
 
@@ -31,6 +31,6 @@ def tiny_kitti_root(tmp_path_factory):
 @pytest.fixture(scope='session')
 def tiny_nus_root(tmp_path_factory):
     """Root (str) of a 40-sample synthetic nuScenes (v1.0-mini), seed 0."""
-    from mmdet3d_equity.tiny_data import create_tiny_nuscenes
+    from equity_tiny_data import create_tiny_nuscenes
     root = tmp_path_factory.mktemp('tiny_data') / 'nuscenes'
     return create_tiny_nuscenes(str(root), num_samples=40, seed=0)['root']

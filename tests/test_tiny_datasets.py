@@ -1,4 +1,4 @@
-"""Synthetic tiny KITTI / nuScenes datasets (mmdet3d_equity.tiny_data)."""
+"""Synthetic tiny KITTI / nuScenes datasets (equity_tiny_data)."""
 import copy
 import hashlib
 import json
@@ -176,7 +176,7 @@ def _digest(root):
 
 
 def test_kitti_seed_determinism_and_overwrite(tmp_path, tiny_kitti_root):
-    from mmdet3d_equity.tiny_data import create_tiny_kitti
+    from equity_tiny_data import create_tiny_kitti
     a = create_tiny_kitti(str(tmp_path / 'a'), num_frames=16, seed=3)
     da = _digest(a['root'])
     with pytest.raises(FileExistsError, match='overwrite'):
@@ -329,7 +329,7 @@ def test_nus_imbalance_and_rare_mode(tiny_nus_root):
 
 
 def test_nus_seed_determinism(tmp_path, tiny_nus_root):
-    from mmdet3d_equity.tiny_data import create_tiny_nuscenes
+    from equity_tiny_data import create_tiny_nuscenes
     a = _digest(create_tiny_nuscenes(str(tmp_path / 'a'), 16, seed=1)['root'])
     b = _digest(create_tiny_nuscenes(str(tmp_path / 'b'), 16, seed=1)['root'])
     assert a == b

@@ -93,7 +93,7 @@ def print_summary(result):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmdet3d_equity.tiny_data import (create_tiny_kitti,
+    from equity_tiny_data import (create_tiny_kitti,
                                           create_tiny_nuscenes)
     if args.dataset == 'kitti':
         result = create_tiny_kitti(args.out, num_frames=args.frames,
