@@ -2,6 +2,9 @@
 
     python tools/create_tiny_dataset.py kitti --out data/tiny_kitti \
         [--frames 64] [--seed 0] [--overwrite]
+    python tools/create_tiny_dataset.py kitti --out data/tiny_kitti_study \
+        --frames 192 --val-fraction 0.333 --rare-fraction 0.06 \
+        --val-rare-fraction 0.5      # rare in train, enriched in val
     python tools/create_tiny_dataset.py nuscenes --out data/tiny_nus \
         [--frames 40] [--seed 0] [--overwrite]
 
@@ -46,6 +49,18 @@ def _seed(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'must be a number in [0, 1), got {text!r} (e.g. 0.25)')
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f'must be a number in [0, 1), got {value}')
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Create a synthetic tiny KITTI / nuScenes dataset')
@@ -61,6 +76,16 @@ def parse_args(argv=None):
                         help='random seed (same seed => identical files)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an existing non-empty output dir')
+    parser.add_argument('--val-fraction', type=_fraction, default=0.25,
+                        help='kitti: share of frames in the val split '
+                        '(default 0.25)')
+    parser.add_argument('--rare-fraction', type=_fraction, default=None,
+                        help='kitti: share of rare-mode (fog) frames in the '
+                        'train split; needs --val-rare-fraction (default: '
+                        '8%% of all frames, split proportionally)')
+    parser.add_argument('--val-rare-fraction', type=_fraction, default=None,
+                        help='kitti: share of rare-mode frames in the val '
+                        'split (e.g. 0.5 to measure the rare slice)')
     parser.add_argument('--quiet', action='store_true',
                         help='no progress bars')
     args = parser.parse_args(argv)
@@ -73,6 +98,16 @@ def parse_args(argv=None):
                      '--overwrite to replace it or choose another directory')
     if args.frames is None:
         args.frames = DEFAULT_FRAMES[args.dataset]
+    if (args.rare_fraction is None) != (args.val_rare_fraction is None):
+        parser.error('give both --rare-fraction and --val-rare-fraction, or '
+                     'neither')
+    if args.dataset == 'nuscenes' and (
+            args.rare_fraction is not None or args.val_fraction != 0.25):
+        parser.error('--val-fraction/--rare-fraction/--val-rare-fraction '
+                     'apply to kitti only (nuScenes splits follow '
+                     'v1.0-mini)')
+    if args.val_fraction == 0.0:
+        parser.error('--val-fraction must be > 0')
     args.out = out
     return args
 
@@ -93,12 +128,13 @@ def print_summary(result):
 
 def main(argv=None):
     args = parse_args(argv)
-    from equity_tiny_data import (create_tiny_kitti,
-                                          create_tiny_nuscenes)
+    from equity_tiny_data import create_tiny_kitti, create_tiny_nuscenes
     if args.dataset == 'kitti':
-        result = create_tiny_kitti(args.out, num_frames=args.frames,
-                                   seed=args.seed, overwrite=args.overwrite,
-                                   progress=not args.quiet)
+        result = create_tiny_kitti(
+            args.out, num_frames=args.frames, seed=args.seed,
+            val_fraction=args.val_fraction, overwrite=args.overwrite,
+            progress=not args.quiet, rare_fraction=args.rare_fraction,
+            val_rare_fraction=args.val_rare_fraction)
     else:
         result = create_tiny_nuscenes(args.out, num_samples=args.frames,
                                       seed=args.seed,
