@@ -76,7 +76,7 @@ def main(argv=None):
     else:
         print(f'[demo] tiny KITTI already at {args.data_root}')
 
-    lik_file = osp.join(args.data_root, 'equity_likelihoods.pkl')
+    lik_file = osp.join(args.data_root, 'equity_likelihoods.npz')
     if args.force or not osp.isfile(lik_file):
         cmd = [py, 'tools/compute_likelihoods.py', BASELINE, '--out',
                lik_file, '--seed', '0']
@@ -108,10 +108,8 @@ def main(argv=None):
     summary = dict(data_root=args.data_root, likelihood_file=lik_file,
                    rare_mode=modes, runs=results, comparison_dir=compare_dir,
                    metrics=comparison, seconds=round(time.time() - t0, 1))
-    tmp = summary_path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, summary_path)
+    from mmdet3d_equity.fileio import atomic_write_json
+    atomic_write_json(summary_path, summary, overwrite=True)
     print(f'[demo] baseline vs equity: {compare_dir}/comparison.png')
     print(f'[demo] done in {summary["seconds"]} s; summary: {summary_path}')
     return summary
