@@ -423,8 +423,7 @@ def check_outputs_free(out_dir, overwrite):
 def write_outputs(result, out_dir, overwrite=False):
     """comparison.json / .csv / .png into out_dir, each written atomically."""
     check_outputs_free(out_dir, overwrite)
-    from mmdet3d_equity.scoring.likelihood_file import atomic_dump
-    from mmdet3d_equity.semantic_scale.report import atomic_write_bytes
+    from mmdet3d_equity.fileio import atomic_write_json, atomic_write_text
     from mmdet3d_equity.visualization.benchmark_plots import plot_comparison
     json_path, csv_path, png_path = output_paths(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -436,8 +435,8 @@ def write_outputs(result, out_dir, overwrite=False):
         ylabel=f'{result["metric"]} '
         f'({"%" if result["dataset"] == "kitti" else "0-1"})',
         title=f'{result["dataset"]} {result["metric"]}: baseline vs equity')
-    atomic_write_bytes(csv_path, to_csv(result).encode('utf-8'))
-    atomic_dump(dict(result), json_path, file_format='json')
+    atomic_write_text(csv_path, to_csv(result))
+    atomic_write_json(json_path, dict(result))
     return dict(json=json_path, csv=csv_path, png=png_path)
 
 

@@ -2,7 +2,6 @@
 
 matplotlib with the Agg backend; the PNG is written atomically.
 """
-import io
 import math
 from typing import Optional, Sequence
 
@@ -11,8 +10,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mmdet3d_equity.semantic_scale.report import \
-    atomic_write_bytes  # noqa: E402
+from mmdet3d_equity.fileio import atomic_savefig  # noqa: E402
 
 
 def _fmt_gain(rel: Optional[float]) -> str:
@@ -67,7 +65,7 @@ def plot_comparison(names: Sequence[str], baseline: Sequence[float],
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.0, 1.0))
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=120, bbox_inches='tight')
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_savefig(fig, path, dpi=120, bbox_inches='tight')
+    finally:
+        plt.close(fig)
