@@ -105,7 +105,7 @@ def check_output_root(root, overwrite):
             f'output directory {root!r} already exists and is not empty; '
             'pass overwrite=True (CLI: --overwrite) to replace it, or choose '
             'another directory')
-    check_output_dir(osp.dirname(root), 'parent of the output')
+    check_output_dir(osp.dirname(root), 'parent')
     return root
 
 

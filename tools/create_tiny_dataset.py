@@ -7,7 +7,8 @@
 
 The output loads unchanged with mmdet3d's KittiDataset / NuScenesDataset
 (v2 info files made by mmdet3d's own converters).  The per-frame appearance
-modes (with the rare mode) are in <out>/frame_modes.json.
+modes (with the rare mode) are in <out>/frame_modes.json.  From Python:
+``equity_tiny_data.create_tiny_kitti`` / ``create_tiny_nuscenes``.
 """
 import argparse
 import os
@@ -93,19 +94,21 @@ def print_summary(result):
 
 def main(argv=None):
     args = parse_args(argv)
-    from equity_tiny_data import (create_tiny_kitti,
-                                          create_tiny_nuscenes)
-    if args.dataset == 'kitti':
-        result = create_tiny_kitti(args.out, num_frames=args.frames,
-                                   seed=args.seed, overwrite=args.overwrite,
-                                   progress=not args.quiet)
-    else:
-        result = create_tiny_nuscenes(args.out, num_samples=args.frames,
-                                      seed=args.seed,
+    from equity_tiny_data import create_tiny_kitti, create_tiny_nuscenes
+    from mmdet3d_equity.apis.errors import report_error
+    from mmdet3d_equity.fileio import OutputError
+    create = dict(kitti=create_tiny_kitti, nuscenes=create_tiny_nuscenes)
+    size = dict(kitti='num_frames', nuscenes='num_samples')[args.dataset]
+    try:
+        result = create[args.dataset](args.out, seed=args.seed,
                                       overwrite=args.overwrite,
-                                      progress=not args.quiet)
+                                      progress=not args.quiet,
+                                      **{size: args.frames})
+    except OutputError as e:
+        return report_error('create_tiny_dataset', e)
     print_summary(result)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
