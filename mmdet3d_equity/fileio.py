@@ -161,4 +161,3 @@ def atomic_savefig(fig, path: str, overwrite: bool = True, **kwargs) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, **kwargs)
     return atomic_write_bytes(path, buf.getvalue(), overwrite)
-
