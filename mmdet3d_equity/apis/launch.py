@@ -73,7 +73,8 @@ def prepare_runner_launch(cfg, logger=None) -> None:
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     else:
         wrapper.setdefault('device_ids', None)
-    if started:
+    import torch.distributed as tdist
+    if started and tdist.get_rank() == 0:
         from mmengine.logging import print_log
         print_log('no CUDA: started the gloo process group from the torchrun '
                   'environment and set model_wrapper_cfg.device_ids=None '
