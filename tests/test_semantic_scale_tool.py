@@ -4,7 +4,6 @@ report, for one that does not (it used to load with strict=False and
 measure random weights)."""
 import json
 import os
-import os.path as osp
 import stat
 
 import pytest

@@ -160,3 +160,16 @@ def test_refused_train_leaves_the_work_dir_as_it_was(tmp_path, capsys):
     assert "--resume checkpoint not found: '" in capsys.readouterr().err
     assert snapshot(work) == before
     assert sorted(os.listdir(work)) == ['20240101_000000', 'last_checkpoint']
+
+
+def test_tiny_dataset_follows_the_umask(tiny_kitti_root):
+    """The generator builds in a temporary folder (mkdtemp: 0700) and
+    renames it into place: the result has ordinary permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for rel, mode in (('', 0o777), ('training', 0o777),
+                      ('frame_modes.json', 0o666),
+                      ('kitti_infos_train.pkl', 0o666),
+                      ('training/velodyne/000000.bin', 0o666)):
+        path = osp.join(tiny_kitti_root, rel)
+        assert os.stat(path).st_mode & 0o777 == mode & ~umask, rel
