@@ -78,10 +78,10 @@ def main(argv=None):
 
     lik_file = osp.join(args.data_root, 'equity_likelihoods.npz')
     if args.force or not osp.isfile(lik_file):
+        # (re)computed: replace what an earlier, unfinished run left
+        # (its log, CSV, figures) and, with --force, the file itself
         cmd = [py, 'tools/compute_likelihoods.py', BASELINE, '--out',
-               lik_file, '--seed', '0']
-        if osp.exists(lik_file):
-            cmd.append('--overwrite')
+               lik_file, '--seed', '0', '--overwrite']
         run(cmd, env)
     else:
         print(f'[demo] likelihoods already at {lik_file}')
