@@ -10,7 +10,6 @@
 import contextlib
 import importlib
 import io
-import json
 import os
 import os.path as osp
 import shutil
@@ -19,6 +18,10 @@ import tempfile
 import types
 
 import numpy as np
+
+from mmdet3d_equity.fileio import (OutputError, OutputExistsError,
+                                   atomic_write_json, check_output_dir,
+                                   new_dir_mode)
 
 # --------------------------------------------------------------------------
 # Appearance modes
@@ -131,28 +134,32 @@ def assign_modes(train_ids, val_ids, rng, rare_fraction=None,
 # Output directories
 # --------------------------------------------------------------------------
 def check_output_root(root, overwrite):
-    """Validate the output path; raise a clear error naming the fix."""
+    """Validate the output path before any work; raise a clear error
+    (:class:`~mmdet3d_equity.fileio.OutputError`) naming the fix. Creates
+    only the parent directory, which must be writable (the dataset is built
+    next to ``root`` and renamed into place)."""
     root = osp.abspath(osp.expanduser(str(root)))
     if osp.exists(root) and not osp.isdir(root):
-        raise NotADirectoryError(
+        raise OutputError(
             f'output path {root!r} exists and is a file, not a directory; '
             'choose another output directory (or remove the file)')
     if osp.isdir(root) and os.listdir(root) and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f'output directory {root!r} already exists and is not empty; '
             'pass overwrite=True (CLI: --overwrite) to replace it, or choose '
             'another directory')
-    parent = osp.dirname(root)
-    if parent and not osp.isdir(parent):
-        os.makedirs(parent, exist_ok=True)
+    check_output_dir(osp.dirname(root), 'parent')
     return root
 
 
 def make_build_dir(root):
-    """Temporary build dir next to ``root`` (same filesystem => atomic rename)."""
+    """Temporary build dir next to ``root`` (same filesystem => atomic
+    rename), with the umask's permissions (``mkdtemp`` makes it 0700)."""
     parent = osp.dirname(root)
-    return tempfile.mkdtemp(prefix='.' + osp.basename(root) + '.building-',
-                            dir=parent)
+    build = tempfile.mkdtemp(prefix='.' + osp.basename(root) + '.building-',
+                             dir=parent)
+    os.chmod(build, new_dir_mode())
+    return build
 
 
 def commit_build_dir(build, root):
@@ -188,11 +195,7 @@ def dataset_summary(dataset, frames, class_counts, modes, t_raw, t0):
 
 
 def write_json(path, obj):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=1, sort_keys=True)
 
 
 # --------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def test_equity_config_loads_and_builds(path, monkeypatch, tmp_path):
     ds = cfg.train_dataloader.dataset
     assert ds.type == 'EquityDataset'
     assert ds.likelihood_file == cfg.likelihood_file
-    assert ds.likelihood_file.endswith('.pkl')
+    assert ds.likelihood_file.endswith('.npz')
     assert ds.dataset == base.train_dataloader.dataset
     assert {k: v for k, v in cfg.train_dataloader.items() if k != 'dataset'
             } == {k: v for k, v in base.train_dataloader.items()

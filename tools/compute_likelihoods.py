@@ -1,7 +1,7 @@
 """Score the training split of a dataset config: per-sample appearance
 likelihoods for DatasetEquity (embeddings -> PCA -> clusters -> p).
 
-    python tools/compute_likelihoods.py CONFIG --out work_dirs/lik.pkl
+    python tools/compute_likelihoods.py CONFIG --out work_dirs/lik.npz
         [--embedder image] [--backbone "dict(type='mmdet.ResNet', depth=50)"]
         [--checkpoint PATH_OR_URL] [--input-size 384 | --input-size W H]
         [--resize squash|letterbox]
@@ -18,6 +18,8 @@ likelihoods for DatasetEquity (embeddings -> PCA -> clusters -> p).
 Distributed embedding: ``torchrun --nproc_per_node N
 tools/compute_likelihoods.py CONFIG --out F --launcher pytorch`` (each rank
 embeds its shard; rank 0 clusters and writes). See docs/likelihoods.md.
+From Python: ``mmdet3d_equity.apis.scoring.run_compute_likelihoods`` (what
+this tool calls) or ``mmdet3d_equity.scoring.compute_likelihoods``.
 """
 import argparse
 import os
@@ -54,7 +56,8 @@ def parse_args(argv=None):
         '(DatasetEquity)', formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('config', help='dataset/detector config whose '
                    'train_dataloader.dataset is scored')
-    p.add_argument('--out', required=True, help='likelihood file (.pkl)')
+    p.add_argument('--out', required=True, help='likelihood file (.npz), '
+                   'e.g. data/kitti/equity_likelihoods.npz')
     p.add_argument('--overwrite', action='store_true',
                    help='replace existing outputs')
     g = p.add_argument_group('embeddings')
@@ -168,38 +171,14 @@ def build_kwargs(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    import mmdet3d_equity  # noqa: F401  (registers the plugin)
-    from mmdet3d_equity.scoring.clustering import ScoringError
-    from mmdet3d_equity.scoring.likelihood_file import LikelihoodFileError
-    from mmdet3d_equity.scoring.pipeline import (compute_likelihoods,
-                                                 get_logger)
-    if args.launcher == 'pytorch':
-        import torch
-        if torch.cuda.is_available() and args.device.startswith('cuda'):
-            from mmengine.dist import init_dist
-            init_dist('pytorch', backend='nccl')
-        else:
-            # CPU: mmengine's init_dist calls torch.cuda.set_device, which a
-            # CPU build of torch cannot do; torchrun's env:// is enough
-            import torch.distributed as tdist
-            tdist.init_process_group('gloo', init_method='env://')
     kwargs = build_kwargs(args)
-    log_file = None
-    if args.out:
-        stem = args.out[:-4] if args.out.endswith('.pkl') else args.out
-        log_file = stem + '.log'
-        os.makedirs(osp.dirname(osp.abspath(log_file)), exist_ok=True)
-    logger = get_logger(log_file)
+    from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
+    from mmdet3d_equity.apis.scoring import run_compute_likelihoods
     try:
-        compute_likelihoods(args.config, args.out, logger=logger, **kwargs)
-    except (ScoringError, LikelihoodFileError, FileExistsError) as e:
-        print(f'compute_likelihoods: error: {e}', file=sys.stderr)
-        return 2
-    finally:
-        if args.launcher == 'pytorch':
-            import torch.distributed as tdist
-            if tdist.is_initialized():
-                tdist.destroy_process_group()
+        run_compute_likelihoods(args.config, args.out,
+                                launcher=args.launcher, **kwargs)
+    except TOOL_ERRORS as e:
+        return report_error('compute_likelihoods', e)
     return 0
 
 

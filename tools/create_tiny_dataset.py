@@ -10,7 +10,8 @@
 
 The output loads unchanged with mmdet3d's KittiDataset / NuScenesDataset
 (v2 info files made by mmdet3d's own converters).  The per-frame appearance
-modes (with the rare mode) are in <out>/frame_modes.json.
+modes (with the rare mode) are in <out>/frame_modes.json.  From Python:
+``equity_tiny_data.create_tiny_kitti`` / ``create_tiny_nuscenes``.
 """
 import argparse
 import os
@@ -129,19 +130,23 @@ def print_summary(result):
 def main(argv=None):
     args = parse_args(argv)
     from equity_tiny_data import create_tiny_kitti, create_tiny_nuscenes
-    if args.dataset == 'kitti':
-        result = create_tiny_kitti(
-            args.out, num_frames=args.frames, seed=args.seed,
-            val_fraction=args.val_fraction, overwrite=args.overwrite,
-            progress=not args.quiet, rare_fraction=args.rare_fraction,
+    from mmdet3d_equity.apis.errors import report_error
+    from mmdet3d_equity.fileio import OutputError
+    create = dict(kitti=create_tiny_kitti, nuscenes=create_tiny_nuscenes)
+    size = dict(kitti='num_frames', nuscenes='num_samples')[args.dataset]
+    try:
+        extra = {} if args.dataset == 'nuscenes' else dict(
+            val_fraction=args.val_fraction, rare_fraction=args.rare_fraction,
             val_rare_fraction=args.val_rare_fraction)
-    else:
-        result = create_tiny_nuscenes(args.out, num_samples=args.frames,
-                                      seed=args.seed,
+        result = create[args.dataset](args.out, seed=args.seed,
                                       overwrite=args.overwrite,
-                                      progress=not args.quiet)
+                                      progress=not args.quiet,
+                                      **{size: args.frames}, **extra)
+    except OutputError as e:
+        return report_error('create_tiny_dataset', e)
     print_summary(result)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

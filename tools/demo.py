@@ -76,12 +76,12 @@ def main(argv=None):
     else:
         print(f'[demo] tiny KITTI already at {args.data_root}')
 
-    lik_file = osp.join(args.data_root, 'equity_likelihoods.pkl')
+    lik_file = osp.join(args.data_root, 'equity_likelihoods.npz')
     if args.force or not osp.isfile(lik_file):
+        # (re)computed: replace what an earlier, unfinished run left
+        # (its log, CSV, figures) and, with --force, the file itself
         cmd = [py, 'tools/compute_likelihoods.py', BASELINE, '--out',
-               lik_file, '--seed', '0']
-        if osp.exists(lik_file):
-            cmd.append('--overwrite')
+               lik_file, '--seed', '0', '--overwrite']
         run(cmd, env)
     else:
         print(f'[demo] likelihoods already at {lik_file}')
@@ -98,10 +98,8 @@ def main(argv=None):
     summary = dict(data_root=args.data_root, likelihood_file=lik_file,
                    rare_mode=modes, runs=results, comparison_dir=compare_dir,
                    metrics=comparison, seconds=round(time.time() - t0, 1))
-    tmp = summary_path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, summary_path)
+    from mmdet3d_equity.fileio import atomic_write_json
+    atomic_write_json(summary_path, summary, overwrite=True)
     print(f'[demo] baseline vs equity: {compare_dir}/report.md')
     print(f'[demo] done in {summary["seconds"]} s; summary: {summary_path}')
     return summary

@@ -134,16 +134,48 @@ def _make_estimator(kind: str, params: dict, what: str, seed: Optional[int]):
         est = cls(**params)
     except TypeError as e:  # pragma: no cover - get_params covers this
         raise ScoringError(f'bad parameters for {what} {kind!r}: {e}') from e
+    _check_by_fitting(est, kind, params, what)
     return est
 
 
-def _fit(est, fn, x, what, kind):
-    from sklearn.utils._param_validation import InvalidParameterError
+#: integer parameters that need at least that many samples
+_SIZE_PARAMS = ('n_clusters', 'n_components', 'min_cluster_size',
+                'min_samples')
+
+
+def _check_by_fitting(est, kind: str, params: Mapping, what: str) -> None:
+    """Check the parameters the way scikit-learn does, with its public API:
+    fit a copy on a small random array that any valid parameters can fit
+    (enough samples for n_clusters / n_components / min_cluster_size,
+    enough features for PCA's n_components; one iteration unless max_iter
+    is given). scikit-learn validates parameters when fitting, so an error
+    here is a parameter error; raises ScoringError naming it."""
+    import warnings
+
+    from sklearn.base import clone
+    sizes = [int(v) for k, v in params.items() if k in _SIZE_PARAMS
+             and isinstance(v, (int, np.integer))
+             and not isinstance(v, bool) and v > 0]
+    k = max(sizes, default=2)
+    d = 8 + (k if kind == 'pca' and 'n_components' in params else 0)
+    x = np.random.default_rng(0).normal(size=(2 * (k + d) + 16, d))
+    probe = clone(est)
+    if 'max_iter' in probe.get_params() and 'max_iter' not in params:
+        probe.set_params(max_iter=1)
     try:
-        return fn(x)
-    except InvalidParameterError as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            probe.fit(x)
+    except (ValueError, TypeError) as e:
         raise ScoringError(f'invalid parameter for {what} {kind!r}: {e}') \
             from e
+
+
+def _fit(est, fn, x, what, kind):
+    """``fn(x)``; the parameters were checked by _check_by_fitting, so a
+    ValueError here is about the data."""
+    try:
+        return fn(x)
     except ValueError as e:
         raise ScoringError(f'{what} {kind!r} failed on {x.shape[0]} x '
                            f'{x.shape[1]} embeddings: {e}') from e
@@ -242,7 +274,6 @@ def validate_scoring_params(reducer: Optional[Mapping],
                             likelihood_def: str) -> None:
     """Check types, parameter names and values before any expensive work
     (embedding); raises ScoringError naming the problem."""
-    from sklearn.utils._param_validation import InvalidParameterError
     if likelihood_def not in LIKELIHOOD_DEFS:
         raise ScoringError(f'unknown likelihood definition {likelihood_def!r};'
                            f' choose one of {list(LIKELIHOOD_DEFS)}')
@@ -257,13 +288,7 @@ def validate_scoring_params(reducer: Optional[Mapping],
     for what, kind, params in checks:
         params = {k: (2 if v == 'auto' and k in ('n_clusters', 'n_components')
                       else v) for k, v in params.items()}
-        est = _make_estimator(kind, params, what, 0)
-        if hasattr(est, '_validate_params'):
-            try:
-                est._validate_params()
-            except InvalidParameterError as e:
-                raise ScoringError(f'invalid parameter for {what} {kind!r}: '
-                                   f'{e}') from e
+        _make_estimator(kind, params, what, 0)  # checks the values too
 
 
 def noise_to_singletons(labels) -> np.ndarray:

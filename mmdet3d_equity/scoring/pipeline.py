@@ -1,7 +1,7 @@
 """End to end: dataset config -> embeddings -> clusters -> likelihood file.
 
 :func:`compute_likelihoods` is what ``tools/compute_likelihoods.py`` runs.
-Outputs, next to ``out`` (``<stem>`` = ``out`` without ``.pkl``):
+Outputs, next to ``out`` (``<stem>`` = ``out`` without ``.npz``):
 
 * ``out``                  the likelihood file (see likelihood_file.py)
 * ``<stem>.csv``           sample_id, likelihood, cluster_id, cluster_size,
@@ -30,16 +30,48 @@ from .clustering import (DEFAULT_CLUSTERER, DEFAULT_LIKELIHOOD,
                          validate_scoring_params)
 from .dataset_source import TrainSplit
 from .dist import dist_info, gather_rows, shard_indices
-from .likelihood_file import atomic_dump, build_record, save_likelihood_file
+from ..fileio import OutputExistsError, atomic_write_json, check_output_dir
+from .likelihood_file import build_record, save_likelihood_file
 
 CAMERA_AGGREGATIONS = ('concat', 'mean', 'likelihood-min', 'likelihood-mean')
 EMBEDDERS = ('image', 'detector')
 
 
 def output_paths(out: str) -> Dict[str, str]:
-    stem = out[:-4] if out.endswith('.pkl') else out
+    """Every file a run with likelihood file ``out`` writes (``log``: the
+    command-line tool's log)."""
+    stem = out[:-4] if out.endswith('.npz') else out
     return dict(record=out, csv=stem + '.csv',
-                summary=stem + '_summary.json', figures=stem + '_figures')
+                summary=stem + '_summary.json', figures=stem + '_figures',
+                log=stem + '.log')
+
+
+def check_outputs(out: str, overwrite: bool = False, figures: bool = True,
+                  cache_dir: Optional[str] = None,
+                  include_log: bool = False) -> Dict[str, str]:
+    """Before any work: ``out`` names a ``.npz``, its directory (and the
+    cache directory) can be written, and no output exists unless
+    ``overwrite``. Raises ScoringError / OutputError / OutputExistsError
+    naming the problem; nothing is created but the directories."""
+    if not out.endswith('.npz'):
+        raise ScoringError(f'--out must end with .npz (likelihood files are '
+                           f'NumPy archives), got {out!r}')
+    paths = output_paths(out)
+    if not overwrite:
+        names = ['record', 'csv', 'summary'] + (['log'] if include_log
+                                                else [])
+        exists = [paths[k] for k in names if osp.lexists(paths[k])]
+        if figures and osp.isdir(paths['figures']) and \
+                os.listdir(paths['figures']):
+            exists.append(paths['figures'])
+        if exists:
+            raise OutputExistsError(
+                f'output(s) {exists} already exist; pass --overwrite '
+                '(overwrite=True) to replace them, or choose another --out')
+    check_output_dir(osp.dirname(osp.abspath(out)), 'output')
+    if cache_dir:
+        check_output_dir(cache_dir, 'embedding cache')
+    return paths
 
 
 def get_logger(log_file: Optional[str] = None):
@@ -296,16 +328,10 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
     rank, world = dist_info()
     equity_weight(0.5, eta, gamma)  # validate eta / gamma early
     validate_scoring_params(reducer, clusterer, likelihood_def)  # fail fast
-    paths = output_paths(out)
-    if not out.endswith('.pkl'):
-        raise ScoringError(f'--out must end with .pkl, got {out!r}')
-    if not overwrite:
-        exists = [p for k, p in paths.items() if k != 'figures' and
-                  osp.exists(p)]
-        if exists:
-            raise FileExistsError(
-                f'output(s) {exists} already exist; pass --overwrite '
-                '(overwrite=True) to replace them, or choose another --out')
+    if cache_dir is None:
+        cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
+    paths = check_outputs(out, overwrite, figures,
+                          cache_dir if use_cache else None)
     if isinstance(config, Config):
         cfg, config_path = config, getattr(config, 'filename', None)
     else:
@@ -347,8 +373,6 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
         raise ScoringError('--cameras applies to the image embedder only; '
                            'the detector embedder sees what its test '
                            'pipeline loads')
-    if cache_dir is None:
-        cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
     emb = embed_split(split, emb_model, cams, img_prefix, cache_dir,
                       use_cache, logger)
     if rank != 0:
@@ -375,14 +399,15 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
         extra=extra)
     save_likelihood_file(record, out, overwrite=overwrite)
     write_csv(record, paths['csv'], eta, gamma)
-    atomic_dump(summarize(record, eta, gamma), paths['summary'],
-                file_format='json')
+    atomic_write_json(paths['summary'], summarize(record, eta, gamma),
+                      overwrite=overwrite)
     logger.info(f'likelihood file written: {out} (+ {paths["csv"]}, '
                 f'{paths["summary"]})')
     if figures:
         from ..visualization.scoring_plots import save_scoring_figures
         figs = save_scoring_figures(record, res['reduced'], split,
                                     paths['figures'], eta=eta, gamma=gamma,
-                                    cameras=cams, img_prefix=img_prefix)
+                                    cameras=cams, img_prefix=img_prefix,
+                                    overwrite=overwrite)
         logger.info(f'figures: {sorted(figs.values())}')
     return record
