@@ -10,6 +10,7 @@ import copy
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -60,6 +61,7 @@ def _worker(rank, world, port, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_equal_single_process(tmp_path):
     from test_equity_hook import build_tiny_detector, make_batch
     from mmdet3d_equity import equity_weight
@@ -83,3 +85,4 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
                                    msg=k)
         changed += int(not torch.equal(v, init[k]))
     assert changed > 10
+

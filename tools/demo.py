@@ -76,7 +76,7 @@ def main(argv=None):
     else:
         print(f'[demo] tiny KITTI already at {args.data_root}')
 
-    lik_file = osp.join(args.data_root, 'equity_likelihoods.pkl')
+    lik_file = osp.join(args.data_root, 'equity_likelihoods.npz')
     if args.force or not osp.isfile(lik_file):
         cmd = [py, 'tools/compute_likelihoods.py', BASELINE, '--out',
                lik_file, '--seed', '0']

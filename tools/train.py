@@ -45,7 +45,9 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    cfg = load_config(args.config, args.cfg_options)
+    # runner_options: refuse overrides that would not reach the Runner (a
+    # config-file variable, an unknown key), so the saved config is what ran
+    cfg = load_config(args.config, args.cfg_options, runner_options=True)
     cfg.launcher = args.launcher
     cfg.work_dir = resolve_work_dir(cfg, args.config, args.work_dir)
 
