@@ -178,3 +178,34 @@ def test_ssb_checkpoint_tests_without_training_data(tiny_kitti_root,
     assert osp.isfile(tmp_path / 'preds.pkl')
     # the SSB hook did not wrap anything for testing
     assert type(runner.model.bbox_head.loss_cls).__name__ == 'FocalLoss'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('with_hook', [True, False])
+def test_iteration_based_loop_with_workers(tiny_kitti_root, tmp_path,
+                                           with_hook):
+    """An IterBasedTrainLoop starts its dataloader workers when the loop is
+    built, before any hook's before_train: the EquityHook, built earlier by
+    the Runner, has already claimed the wrapper in the workers' copy; without
+    it the workers refuse."""
+    from test_equity_train import write_tiny_likelihoods
+    cfg = tiny_cfg(EQ_CFG, str(tmp_path / 'w'), tiny_kitti_root)
+    lik = str(tmp_path / 'equity_likelihoods.npz')
+    write_tiny_likelihoods(cfg, lik)
+    cfg.train_dataloader.dataset.likelihood_file = lik
+    cfg.train_dataloader.num_workers = 1
+    cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
+                         val_interval=100)
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2,
+                                        by_epoch=False)
+    cfg.log_processor = dict(window_size=1, by_epoch=False)
+    if with_hook:
+        train(cfg)
+        assert osp.isfile(tmp_path / 'w' / 'iter_2.pth')
+    else:
+        cfg.custom_hooks = []
+        with pytest.raises(RuntimeError, match='nothing applies the '
+                           'likelihoods this wrapper attaches'):
+            train(cfg)
