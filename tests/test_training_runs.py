@@ -209,3 +209,29 @@ def test_iteration_based_loop_with_workers(tiny_kitti_root, tmp_path,
         with pytest.raises(RuntimeError, match='nothing applies the '
                            'likelihoods this wrapper attaches'):
             train(cfg)
+
+
+@pytest.mark.slow
+def test_resample_config_trains(tiny_kitti_root, tmp_path):
+    """configs/tiny/*_equity-resample.py: the sampler (which owns eta and
+    gamma here) claims the wrapper; no EquityHook is involved."""
+    from mmengine.runner import Runner
+
+    from test_equity_train import write_tiny_likelihoods
+    cfg = tiny_cfg(osp.join(REPO, 'configs', 'tiny',
+                            'pointpillars_tiny-kitti-3class_equity-'
+                            'resample.py'), str(tmp_path / 'w'),
+                   tiny_kitti_root, epochs=1)
+    lik = str(tmp_path / 'equity_likelihoods.npz')
+    write_tiny_likelihoods(cfg, lik)
+    cfg.train_dataloader.dataset.likelihood_file = lik
+    cfg.train_dataloader.sampler.loss.eta = 0.5  # its one key
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    sampler = runner.train_dataloader.sampler
+    assert type(sampler).__name__ == 'EquityWeightedSampler'
+    assert (sampler.gfl.eta, sampler.gfl.gamma) == (0.5, 5.0)
+    eq = runner.train_dataloader.dataset
+    assert eq.claimed_by == dict(sampling='EquityWeightedSampler')
+    assert not [h for h in runner.hooks if type(h).__name__ == 'EquityHook']
+    assert osp.isfile(tmp_path / 'w' / 'epoch_1.pth')
