@@ -90,6 +90,15 @@ def write_file(path, ids, lik=None, id_key='sample_idx'):
     return str(path)
 
 
+@pytest.fixture(autouse=True)
+def fresh_runner_context():
+    """Each test in a new current MessageHub, as each Runner creates one: an
+    EquityHook that another test built (and the garbage collector has not
+    freed yet) was announced elsewhere and claims nothing here."""
+    from mmengine.logging import MessageHub
+    return MessageHub.get_instance(f'equity_ctx_{uuid.uuid4().hex}')
+
+
 @pytest.fixture
 def lik_file(tmp_path):
     return write_file(tmp_path / 'equity_likelihoods.npz', FRAME_IDS)
@@ -328,12 +337,6 @@ def test_weighted_sampler_frequencies(lik_file):
 # ---------------------------------------------------------------------------
 # Nothing applies the likelihoods -> refused (issue 10, item 1)
 # ---------------------------------------------------------------------------
-@pytest.fixture
-def fresh_runner_context():
-    """A new current MessageHub, as a Runner creates one: no EquityHook was
-    announced in it."""
-    from mmengine.logging import MessageHub
-    return MessageHub.get_instance(f'equity_ctx_{uuid.uuid4().hex}')
 
 
 def test_unclaimed_wrapper_refuses_to_serve(lik_file, fresh_runner_context):

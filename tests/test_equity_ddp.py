@@ -15,6 +15,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+# (autouse: each test in its own runner context, see test_equity_dataset)
+from test_equity_dataset import fresh_runner_context  # noqa: F401
+
 LIKELIHOODS = [0.0, 0.8, 0.3, 1.0]
 
 
