@@ -386,7 +386,12 @@ def test_an_equity_hook_built_first_claims_the_wrapper(lik_file,
     with pytest.raises(ValueError, match='two loss owners'):
         _build(dict(type='EquityDataset', likelihood_file=lik_file,
                     dataset=toy_cfg()), claim=False)
-    del hook, second
+    # after its run a hook claims no new dataset
+    hook.after_run(None)
+    second.after_run(None)
+    ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                     dataset=toy_cfg()), claim=False)
+    assert ds.claimed_by == {}
 
 
 # ---------------------------------------------------------------------------

@@ -84,6 +84,12 @@ def announce_loss_owner(owner) -> None:
     _ANNOUNCED.setdefault(runner_context(), weakref.WeakSet()).add(owner)
 
 
+def withdraw_loss_owner(owner) -> None:
+    """Undo :func:`announce_loss_owner` (the EquityHook after its run)."""
+    for owners in _ANNOUNCED.values():
+        owners.discard(owner)
+
+
 class SampleFileError(ValueError):
     """A training sample's data file is missing, empty or truncated."""
 

@@ -37,7 +37,8 @@ from mmengine.model import is_model_wrapper
 
 from mmdet3d.registry import HOOKS, MODELS
 from mmdet3d_equity.datasets.equity_dataset import (announce_loss_owner,
-                                                    find_equity_dataset)
+                                                    find_equity_dataset,
+                                                    withdraw_loss_owner)
 from mmdet3d_equity.models.head_adapters import resolve_dense_head
 from mmdet3d_equity.models.losses.generalized_focal_loss import \
     GeneralizedFocalLoss
@@ -220,3 +221,4 @@ class EquityHook(Hook):
 
     def after_run(self, runner) -> None:
         self.remove()
+        withdraw_loss_owner(self)
