@@ -40,7 +40,9 @@ def build_train_config(config: str, *, work_dir: Optional[str] = None,
     a checkpoint path."""
     from mmengine.logging import print_log
     _check_launcher(launcher)
-    cfg = load_config(config, cfg_options)
+    # runner_options: refuse overrides that would not reach the Runner (a
+    # config-file variable, an unknown key), so the saved config is what ran
+    cfg = load_config(config, cfg_options, runner_options=True)
     cfg.launcher = launcher
     cfg.work_dir = resolve_work_dir(cfg, config, work_dir)
     if amp:
@@ -90,7 +92,7 @@ def build_test_config(config: str, checkpoint: str, *,
                       launcher: str = 'none'):
     """The test config, with the flags of MMDetection3D's test.py."""
     _check_launcher(launcher)
-    cfg = load_config(config, cfg_options)
+    cfg = load_config(config, cfg_options, runner_options=True)
     cfg.launcher = launcher
     cfg.work_dir = resolve_work_dir(cfg, config, work_dir)
     cfg.load_from = ensure_checkpoint(checkpoint)
