@@ -255,6 +255,8 @@ def _example_keys(metrics, pattern, n=3):
 
 def parse_results(path, metrics, metric=None, kind=None):
     """(kind, metric, parsed) for one metrics dict."""
+    from mmdet3d_equity.evaluation.slice_keys import whole_split_metrics
+    metrics = whole_split_metrics(metrics)  # SliceMetric's slices aside
     kinds = detect_kind(path, metrics)
     if kind is not None:
         if kind not in kinds:
