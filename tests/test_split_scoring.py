@@ -266,3 +266,39 @@ def test_score_split_tool_reproduces_the_in_run_val_scores(scored, tmp_path,
     from mmdet3d_equity.evaluation import LikelihoodSlices
     slices, names = LikelihoodSlices(mine).load()
     assert sum(len(slices[n]) for n in names) == len(a['sample_ids'])
+
+
+def test_slice_metric_with_likelihood_bins_of_the_val_split(scored):
+    """The documented KITTI config: frame modes + likelihood bins of the
+    val split scored against the training fit."""
+    import copy
+
+    from _slice_helpers import KITTI_CLASSES, build_val_dataset, \
+        gt_predictions
+    from mmdet3d.registry import METRICS
+    out, rec, root = scored
+    val_file = out[:-len(EXT)] + '_val' + EXT
+    m = METRICS.build(dict(
+        type='SliceMetric', dense=False,
+        metric=dict(type='KittiCPUMetric',
+                    ann_file=osp.join(root, 'kitti_infos_val.pkl')),
+        slices=[dict(type='SliceFile',
+                     path=osp.join(root, 'frame_modes.json')),
+                dict(type='LikelihoodSlices', path=val_file)]))
+    m.dataset_meta = dict(classes=KITTI_CLASSES)
+    assert list(m.slices) == ['day', 'dusk', 'fog', 'p_rare', 'p_medium',
+                              'p_common']
+    results = gt_predictions(build_val_dataset('kitti', root + '/'),
+                             'noisy', seed=3)
+    m.results = copy.deepcopy(results)
+    metrics = m.evaluate(len(results))
+    from mmdet3d_equity.scoring import load_likelihood_file
+    p = np.asarray(load_likelihood_file(val_file)['likelihood'])
+    expected = [(p < 0.25).sum(), ((p >= 0.25) & (p < 0.75)).sum(),
+                (p >= 0.75).sum()]
+    n = [metrics[f'Kitti metric/@{s}:count/num_samples']
+         for s in ('p_rare', 'p_medium', 'p_common')]
+    assert n == expected and sum(n) == len(results)
+    assert n[0] >= 1  # the val fog frames look rare to the training fit
+    assert 'Kitti metric/@p_rare/pred_instances_3d/KITTI/Car_3D_AP40_' \
+        'moderate_strict' in metrics
