@@ -137,6 +137,7 @@ def test_importing_the_plugin_swaps_no_module():
         assert not state['attr_after_import']
 
 
+@pytest.mark.slow
 def test_cpu_metric_evaluates_and_leaves_sys_modules_as_it_was(
         tiny_kitti_root):
     import os.path as osp

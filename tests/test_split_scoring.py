@@ -255,6 +255,7 @@ def test_score_split_tool_reproduces_the_in_run_val_scores(scored, tmp_path,
     assert a['sample_ids'] == b['sample_ids']
     np.testing.assert_array_equal(a['likelihood'], b['likelihood'])
     assert osp.isfile(str(tmp_path / 'val_slices.json'))
+    assert osp.isfile(str(tmp_path / 'val_slices.png'))
     # a config whose training split differs from the fitted one is refused
     assert score_split.main([
         KITTI_CFG, '--scorer', stem + '_scorer.npz', '--out',
@@ -302,3 +303,22 @@ def test_slice_metric_with_likelihood_bins_of_the_val_split(scored):
     assert n[0] >= 1  # the val fog frames look rare to the training fit
     assert 'Kitti metric/@p_rare/pred_instances_3d/KITTI/Car_3D_AP40_' \
         'moderate_strict' in metrics
+
+
+def test_compute_likelihoods_cli_options():
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    try:
+        import compute_likelihoods as tool
+    finally:
+        sys.path.pop(0)
+    kw = tool.build_kwargs(tool.parse_args([
+        KITTI_CFG, '--out', 'x.npz', '--save-scorer', '--score-split', 'val',
+        '--slice-file', 'frame_modes.json']))
+    assert kw['save_scorer'] is True and kw['score_splits'] == ('val', )
+    assert kw['slice_file'] == 'frame_modes.json'
+    kw = tool.build_kwargs(tool.parse_args([KITTI_CFG, '--out', 'x.npz']))
+    assert (kw['save_scorer'], kw['score_splits'], kw['slice_file']) == \
+        (False, (), None)
+    with pytest.raises(SystemExit):
+        tool.parse_args([KITTI_CFG, '--out', 'x.npz', '--score-split',
+                         'train'])

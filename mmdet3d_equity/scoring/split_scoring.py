@@ -230,8 +230,9 @@ def score_other_split(config, scorer_file: str, out: str, *,
                       eta: float = 1.0, gamma: float = 5.0,
                       cfg_options=None, logger=None) -> dict:
     """Score ``split`` of ``config`` with a saved scorer; write the split's
-    likelihood file ``out`` (+ ``.csv``, and a slice report with
-    ``slice_file``). Returns the record."""
+    likelihood file ``out`` (+ ``.csv``, and with ``slice_file`` a slice
+    report ``<stem>_slices.json`` and figure ``<stem>_slices.png``).
+    Returns the record."""
     from ..apis.config import ConfigError, load_config
     from ..fileio import check_output_dir
     from .likelihood_file import save_likelihood_file
@@ -241,7 +242,8 @@ def score_other_split(config, scorer_file: str, out: str, *,
     for s in scorers.values():
         s.check_usable()
     outputs = [out, output_stem(out) + '.csv'] + (
-        [slice_report_path(out)] if slice_file else [])
+        [slice_report_path(out), output_stem(out) + '_slices.png']
+        if slice_file else [])
     if not overwrite:
         exists = [p for p in outputs if osp.exists(p)]
         if exists:
@@ -280,10 +282,10 @@ def score_other_split(config, scorer_file: str, out: str, *,
     write_csv(record, output_stem(out) + '.csv', eta, gamma)
     logger.info(f'{split} likelihoods written: {out}')
     if slice_file:
-        report = slice_likelihood_report(
-            slice_file, {split: (record['sample_ids'],
-                                 record['likelihood'])})
-        write_slice_report(report, slice_report_path(out), None,
+        data = {split: (record['sample_ids'], record['likelihood'])}
+        report = slice_likelihood_report(slice_file, data)
+        write_slice_report(report, slice_report_path(out),
+                           output_stem(out) + '_slices.png', data,
                            overwrite=overwrite, logger=logger)
     return record
 
