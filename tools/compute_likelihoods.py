@@ -14,6 +14,7 @@ likelihoods for DatasetEquity (embeddings -> PCA -> clusters -> p).
         [--likelihood largest|fraction|density] [--density-k 10]
         [--seed 0] [--eta 1 --gamma 5] [--cache-dir DIR | --no-cache]
         [--no-figures] [--overwrite] [--cfg-options k=v ...]
+        [--save-scorer] [--score-split val] [--slice-file FRAME_MODES.json]
 
 Distributed embedding: ``torchrun --nproc_per_node N
 tools/compute_likelihoods.py CONFIG --out F --launcher pytorch`` (each rank
@@ -113,6 +114,18 @@ def parse_args(argv=None):
                    help='eta of W(p) for the CSV weight column and figure')
     g.add_argument('--gamma', type=float, default=5.0)
     g.add_argument('--no-figures', action='store_true')
+    g.add_argument('--save-scorer', action='store_true',
+                   help='also write <stem>_scorer.npz: the fitted reduction '
+                   'and clustering, to score other splits later '
+                   '(tools/score_split.py)')
+    g.add_argument('--score-split', nargs='+', default=[],
+                   choices=['val', 'test'],
+                   help='score these splits against the training fit too '
+                   '(<stem>_<split> likelihood file + .csv)')
+    g.add_argument('--slice-file', default=None,
+                   help='slice file (e.g. the tiny dataset\'s '
+                   'frame_modes.json): print and plot the likelihood of '
+                   'each slice (<stem>_slices.json)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config settings, key=value')
     p.add_argument('--launcher', choices=['none', 'pytorch'],
@@ -166,7 +179,10 @@ def build_kwargs(args):
                 batch_size=args.batch_size, device=args.device,
                 cache_dir=args.cache_dir, use_cache=not args.no_cache,
                 overwrite=args.overwrite, eta=args.eta, gamma=args.gamma,
-                figures=not args.no_figures, cfg_options=args.cfg_options)
+                figures=not args.no_figures, cfg_options=args.cfg_options,
+                save_scorer=args.save_scorer,
+                score_splits=tuple(args.score_split),
+                slice_file=args.slice_file)
 
 
 def main(argv=None):

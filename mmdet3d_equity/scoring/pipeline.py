@@ -20,6 +20,7 @@ import json
 import os
 import os.path as osp
 import tempfile
+from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -223,7 +224,8 @@ def score_split(emb: np.ndarray, ids: Sequence[str], cameras,
         res = score_embeddings(emb[:, 0], **kw)
         agg = None if cameras is None else dict(cameras=list(cameras),
                                                 mode='single')
-        return dict(res, aggregation=agg)
+        return dict(res, aggregation=agg,
+                    scorers={'embedding': res['scorer']})
     if camera_aggregation not in CAMERA_AGGREGATIONS:
         raise ScoringError(f'{c} cameras per sample need --camera-aggregation'
                            f' in {CAMERA_AGGREGATIONS}, got '
@@ -231,11 +233,13 @@ def score_split(emb: np.ndarray, ids: Sequence[str], cameras,
     if camera_aggregation == 'concat':
         res = score_embeddings(emb.reshape(n, c * d), **kw)
         return dict(res, aggregation=dict(cameras=list(cameras),
-                                          mode='concat', level='embedding'))
+                                          mode='concat', level='embedding'),
+                    scorers={'embedding': res['scorer']})
     if camera_aggregation == 'mean':
         res = score_embeddings(emb.mean(axis=1), **kw)
         return dict(res, aggregation=dict(cameras=list(cameras), mode='mean',
-                                          level='embedding'))
+                                          level='embedding'),
+                    scorers={'embedding': res['scorer']})
     per_cam = {cam: score_embeddings(emb[:, ci], **kw)
                for ci, cam in enumerate(cameras)}
     op = camera_aggregation.split('-')[1]
@@ -248,6 +252,7 @@ def score_split(emb: np.ndarray, ids: Sequence[str], cameras,
         likelihood=r['likelihood'], cluster_id=r['cluster_id'],
         cluster_size=r['cluster_size']) for cam, r in per_cam.items()}
     res['rarest_camera'] = comb['rarest_camera']
+    res['scorers'] = {cam: r['scorer'] for cam, r in per_cam.items()}
     res['reducer'] = {cam: r['reducer'] for cam, r in per_cam.items()}
     res['clusterer'] = dict(first['clusterer'], per_camera={
         cam: r['clusterer'] for cam, r in per_cam.items()})
@@ -314,12 +319,22 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
                         use_cache: bool = True, overwrite: bool = False,
                         eta: float = 1.0, gamma: float = 5.0,
                         figures: bool = True, cfg_options=None,
+                        save_scorer: bool = False,
+                        score_splits: Sequence[str] = (),
+                        slice_file: Optional[str] = None,
                         logger=None) -> Optional[dict]:
     """Score the training split of ``config`` and write the outputs.
 
     ``config`` is a path (or an mmengine Config). Runs distributed when
     mmengine.dist is initialised: every rank embeds its shard, rank 0
     clusters and writes; returns the record on rank 0, None elsewhere.
+
+    ``save_scorer``: also write ``<stem>_scorer.npz``, the fitted reduction
+    and clustering, to score other splits later (tools/score_split.py).
+    ``score_splits`` (e.g. ``('val',)``): score those splits against the
+    training fit in this run (``<stem>_<split><ext>`` + ``.csv``).
+    ``slice_file``: report (log, ``<stem>_slices.json``, figure) the
+    likelihood of each slice's samples (e.g. frame_modes.json).
     """
     from mmengine.config import Config
     from ..apis.config import ConfigError, load_config
@@ -328,10 +343,19 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
     rank, world = dist_info()
     equity_weight(0.5, eta, gamma)  # validate eta / gamma early
     validate_scoring_params(reducer, clusterer, likelihood_def)  # fail fast
+    extra_outputs = _check_scorer_options(out, clusterer, likelihood_def,
+                                          save_scorer, score_splits,
+                                          slice_file)
     if cache_dir is None:
         cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
     paths = check_outputs(out, overwrite, figures,
                           cache_dir if use_cache else None)
+    if not overwrite:
+        exists = [p for p in extra_outputs if osp.lexists(p)]
+        if exists:
+            raise OutputExistsError(
+                f'output(s) {exists} already exist; pass --overwrite '
+                '(overwrite=True) to replace them, or choose another --out')
     if isinstance(config, Config):
         cfg, config_path = config, getattr(config, 'filename', None)
     else:
@@ -345,6 +369,8 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
         raise ScoringError(f'unknown camera aggregation '
                            f'{camera_aggregation!r}; choose one of '
                            f'{CAMERA_AGGREGATIONS}')
+    from .split_scoring import check_split_names
+    score_splits = check_split_names(cfg, score_splits)
     split = TrainSplit(cfg, img_prefix=img_prefix, logger=logger)
     logger.info(f'training split: {split.type}, {len(split)} samples '
                 f'(ann_file {split.ann_file}, wrappers {split.wrappers})')
@@ -375,6 +401,15 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
                            'pipeline loads')
     emb = embed_split(split, emb_model, cams, img_prefix, cache_dir,
                       use_cache, logger)
+    others = OrderedDict()
+    for name in score_splits:  # every rank embeds its shard
+        from .split_scoring import EvalSplit
+        esplit = EvalSplit(cfg, name, img_prefix=img_prefix, logger=logger)
+        logger.info(f'{name} split: {esplit.type}, {len(esplit)} samples '
+                    f'(ann_file {esplit.ann_file})')
+        others[name] = (esplit, embed_split(esplit, emb_model, cams,
+                                            img_prefix, cache_dir, use_cache,
+                                            logger))
     if rank != 0:
         return None
     logger.info(f'embeddings {emb.shape}; clustering with reducer={reducer}'
@@ -410,4 +445,79 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
                                     cameras=cams, img_prefix=img_prefix,
                                     overwrite=overwrite)
         logger.info(f'figures: {sorted(figs.values())}')
+    if save_scorer or others or slice_file:
+        _scorer_outputs(
+            out, record, res, split, emb_model, cams, img_prefix, others,
+            slice_file, save_scorer, overwrite, eta, gamma, figures, paths,
+            config_path, likelihood_def, density_k,
+            dict(embedder=embedder, backbone=backbone, checkpoint=checkpoint,
+                 input_size=list(input_size) if isinstance(
+                     input_size, (list, tuple)) else input_size,
+                 resize=resize, detector_config=detector_config,
+                 detector_checkpoint=detector_checkpoint, seed=int(seed)),
+            logger)
     return record
+
+
+def _check_scorer_options(out, clusterer, likelihood_def, save_scorer,
+                          score_splits, slice_file) -> List[str]:
+    """Fail fast on scorer / split / slice options; return their outputs."""
+    from .split_scoring import (scorer_path, slice_report_path,
+                                split_output_path)
+    outputs = []
+    if save_scorer or score_splits:
+        kind = str((clusterer or DEFAULT_CLUSTERER).get('type', '')).lower()
+        if kind == 'hdbscan' and likelihood_def != 'density':
+            raise ScoringError(
+                "--save-scorer / --score-split: scikit-learn's HDBSCAN "
+                'cannot place new samples in a fitted clustering; use '
+                '--clusterer kmeans/gmm/dbscan or --likelihood density')
+    if save_scorer:
+        outputs.append(scorer_path(out))
+    for s in score_splits or ():
+        outputs += [split_output_path(out, s),
+                    osp.splitext(split_output_path(out, s))[0] + '.csv']
+    if slice_file:
+        from ..evaluation.slice_sources import SliceError, read_slice_file
+        try:
+            read_slice_file(slice_file)
+        except SliceError as e:
+            raise ScoringError(str(e)) from e
+        outputs.append(slice_report_path(out))
+    return outputs
+
+
+def _scorer_outputs(out, record, res, split, emb_model, cams, img_prefix,
+                    others, slice_file, save_scorer, overwrite, eta, gamma,
+                    figures, paths, config_path, likelihood_def, density_k,
+                    embedder_args, logger):
+    """The scorer file, the other splits' likelihood files, the slice
+    report (rank 0, after the training split's outputs)."""
+    from .clustering import save_scorer as _save
+    from .split_scoring import (apply_scorers, build_split_record,
+                                scorer_meta, scorer_path,
+                                slice_likelihood_report, slice_report_path,
+                                split_output_path, write_slice_report)
+    meta = scorer_meta(split, emb_model, embedder_args, cams, img_prefix, res,
+                       likelihood_def, density_k, config_path)
+    sfile = None
+    if save_scorer:
+        sfile = _save(scorer_path(out), res['scorers'], meta,
+                      overwrite=overwrite)
+        logger.info(f'scorer written: {sfile} (score other splits with '
+                    'tools/score_split.py)')
+    data = OrderedDict(train=(record['sample_ids'], record['likelihood']))
+    for name, (esplit, emb) in others.items():
+        r = apply_scorers(emb, res['scorers'], res['aggregation'])
+        rec = build_split_record(esplit, r, meta, sfile, out)
+        path = split_output_path(out, name)
+        save_likelihood_file(rec, path, overwrite=overwrite)
+        write_csv(rec, osp.splitext(path)[0] + '.csv', eta, gamma)
+        logger.info(f'{name} split scored against the training fit: {path}')
+        data[name] = (rec['sample_ids'], rec['likelihood'])
+    if slice_file:
+        report = slice_likelihood_report(slice_file, data)
+        figure = osp.join(paths['figures'], 'likelihood_by_slice.png') \
+            if figures else None
+        write_slice_report(report, slice_report_path(out), figure, data,
+                           overwrite=overwrite, logger=logger)
