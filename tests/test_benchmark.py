@@ -117,6 +117,35 @@ def test_kitti_views_pick_the_metric_and_newest_run(tmp_path):
     assert metric_views(path, metrics)['metric'] == '3D_AP40_moderate_strict'
 
 
+def test_slice_views_dense_counts_and_missing_classes(tmp_path):
+    from mmdet3d_equity.evaluation import format_metric_key as key
+    rng = np.random.default_rng(2)
+    whole, table = kitti_metrics(rng)
+    m = dict(whole)
+    pre, inner = 'Kitti metric', 'pred_instances_3d/KITTI/'
+    # slice 'fog': Car and Pedestrian only (no Cyclist ground truth there)
+    for c, v, dv, n in (('Car', 40.0, 70.0, 31), ('Pedestrian', 5.0, 50.0,
+                                                  4)):
+        m[key(pre, 'fog', 'stock', f'{inner}{c}_3D_AP40_moderate_loose')] = v
+        m[key(pre, 'fog', 'dense', f'{inner}{c}_3D_AP40_moderate_loose')] = dv
+        m[key(pre, 'fog', 'count', f'{c}_moderate')] = n
+        m[key(pre, 'fog', 'few', f'{c}_moderate')] = float(n < 10)
+    m[key(pre, 'fog', 'count', 'Cyclist_moderate')] = 0
+    m[key(pre, 'fog', 'count', 'num_samples')] = 6
+    m[key(pre, None, 'dense', f'{inner}Car_3D_AP40_moderate_loose')] = 88.0
+    path = write_run(tmp_path, '20240101_000000', m)
+    v = metric_views(path, m, '3D_AP40_moderate_loose')['views']
+    assert v[('all', 'stock')]['classes']['Car'] == \
+        table['Car'][('3D', '40', 'moderate', 'loose')]
+    assert v[('all', 'dense')]['classes'] == {'Car': 88.0}
+    fog = v[('fog', 'stock')]
+    assert fog['classes'] == {'Car': 40.0, 'Pedestrian': 5.0}  # no Cyclist
+    assert fog['counts'] == {'Car': 31, 'Pedestrian': 4}
+    assert fog['num_samples'] == 6 and fog['few'] == ['Pedestrian']
+    assert v[('fog', 'dense')]['classes'] == {'Car': 70.0,
+                                              'Pedestrian': 50.0}
+
+
 def test_nuscenes_views_mean_ap_and_one_distance(tmp_path):
     rng = np.random.default_rng(1)
     m, aps = nus_metrics(rng)

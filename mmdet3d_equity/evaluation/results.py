@@ -124,9 +124,16 @@ def _number(path, key, value) -> float:
 # keys
 # --------------------------------------------------------------------------
 def split_view(key: str) -> Tuple[str, str, str]:
-    """(slice, ap variant, wrapped key) of a metrics key: slice 'all' and
-    variant 'stock' for a plain metric key."""
-    return 'all', 'stock', key
+    """(slice, variant, name) of a metrics key (see
+    :mod:`~mmdet3d_equity.evaluation.slice_keys`): slice 'all' for the whole
+    split, variant 'stock' for the wrapped metric's own values, name without
+    the metric's prefix. A malformed slice key is ('', '', key): ignored."""
+    from .slice_keys import parse_metric_key
+    try:
+        p = parse_metric_key(key)
+    except ValueError:
+        return '', '', key
+    return p.slice or 'all', p.variant, p.name
 
 
 def detect_kind(metrics: Dict) -> set:
@@ -256,21 +263,49 @@ def metric_views(path: str, metrics: Dict, metric: Optional[str] = None,
     """Every (slice, AP variant) view of one metric of a results dict.
 
     Returns ``dict(kind, metric, views)`` with ``views[(slice, variant)] =
-    dict(classes={cls: value}, summary={name: value})``; the whole split is
-    slice 'all', the stock AP variant 'stock'. A class missing from a view
-    (e.g. a slice without ground truth of that class) is absent, never 0.
+    dict(classes={cls: value}, summary={name: value}, counts={cls: n},
+    num_samples, few=[classes flagged as too small])``; the whole split is
+    slice 'all', variants 'stock' (the metric's own AP) and 'dense' (the
+    dense AP40 of SliceMetric); counts and flags come from SliceMetric's
+    count/few keys where present. A class missing from a view (e.g. a slice
+    without ground truth of that class) is absent, never 0.
     """
     kind, metric = resolve_kind(path, metrics, metric, kind)
     by_view = OrderedDict()
+    extra = OrderedDict()  # slice -> variant -> {name: value}
     for k, v in metrics.items():
         sl, variant, inner = split_view(k)
-        by_view.setdefault((sl, variant), []).append((inner, v))
+        if variant in ('stock', 'dense'):
+            by_view.setdefault((sl, variant), []).append((inner, v))
+        elif variant:
+            extra.setdefault(sl, OrderedDict()).setdefault(
+                variant, OrderedDict())[inner] = v
     views = OrderedDict()
     for view, items in by_view.items():
         parsed = (_kitti_view if kind == 'kitti' else _nus_view)(
             path, items, metric)
-        if parsed is not None and (parsed['classes'] or parsed['summary']):
+        if parsed is None:
+            continue
+        if view[1] == 'stock':
+            # class-frequency group means (nuScenes LT3D) as summary rows
+            for name, value in (extra.get(view[0], {}).get('group')
+                                or {}).items():
+                if name.endswith('_mAP'):
+                    parsed['summary'][name] = _number(path, name, value)
+        if parsed['classes'] or parsed['summary']:
             views[view] = parsed
+    # ground-truth counts and small-cell flags of the metric's cells
+    diff = _KITTI_METRIC.match(metric)['diff'] if kind == 'kitti' else None
+    for (sl, variant), v in views.items():
+        ex = extra.get(sl, {})
+        cell = (lambda c: f'{c}_{diff}') if diff else (lambda c: c)
+        v['counts'] = OrderedDict(
+            (c, ex['count'][cell(c)]) for c in v['classes']
+            if cell(c) in (ex.get('count') or {}))
+        if 'num_samples' in (ex.get('count') or {}):
+            v['num_samples'] = ex['count']['num_samples']
+        v['few'] = sorted(c for c in v['classes']
+                          if (ex.get('few') or {}).get(cell(c)) == 1.0)
     if ('all', 'stock') not in views:
         raise ResultsError(
             f"{path!r} has no whole-split '{metric}' values; expected "

@@ -151,8 +151,11 @@ def analyse(spec: Spec, collected: Dict) -> Dict:
                 if v is not None and row in v[kind]:
                     vals[seed] = v[kind][row]
             per_arm[arm.name] = vals
+        first = next(iter(results[base].values()))['views'].get(view, {})
         entry = OrderedDict(
             slice=view[0], variant=view[1], row=row, kind=kind,
+            count=(first.get('counts') or {}).get(row),
+            few=row in (first.get('few') or []),
             values={a: {str(s): x for s, x in v.items()}
                     for a, v in per_arm.items()},
             spread={a: spread(v) for a, v in per_arm.items()},
@@ -162,6 +165,23 @@ def analyse(spec: Spec, collected: Dict) -> Dict:
                   for a in spec.arms})
         rows.append(entry)
     return rows
+
+
+def slice_counts(spec: Spec, collected: Dict) -> Dict:
+    """{slice: {num_samples, <class>: ground-truth count}} of the evaluated
+    split (the baseline's first run; the same for every run)."""
+    first = next(iter(collected['results'][spec.baseline.name].values()))
+    out = OrderedDict()
+    for (sl, variant), v in first['views'].items():
+        if variant != 'stock':
+            continue
+        c = OrderedDict()
+        if 'num_samples' in v:
+            c['num_samples'] = v['num_samples']
+        c.update(v.get('counts') or {})
+        if c:
+            out[sl] = c
+    return out
 
 
 def cost(spec: Spec, runs: List[Run]) -> Dict:
@@ -222,6 +242,7 @@ def run_benchmark(spec: Spec, work_dir: str, out_dir: str, jobs: int = 1,
     collected = collect(spec, runs)
     analysis = OrderedDict(
         spec=spec.describe(), work_dir=work_dir, kind=collected['kind'],
+        counts=slice_counts(spec, collected),
         metric=collected['metric'], seeds=spec.seeds,
         runs={r.name: r.metrics_file() for r in runs},
         rows=analyse(spec, collected), cost=cost(spec, runs),

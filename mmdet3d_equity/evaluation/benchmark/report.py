@@ -65,6 +65,14 @@ def _pm(sp: Dict, digits: int) -> str:
     return f"{sp['mean']:.{digits}f} ± {sp['std']:.{digits}f}"
 
 
+def _count(row: Dict) -> str:
+    """Ground-truth objects of the row's cell; '(few)' when SliceMetric
+    flagged it as too small for the AP to mean much."""
+    n = row.get('count')
+    text = '' if n is None else str(int(n))
+    return text + (' (few)' if row.get('few') else '')
+
+
 def _delta(d: Dict, digits: int) -> str:
     if not d or d.get('mean') is None:
         return 'missing'
@@ -108,7 +116,11 @@ def markdown(analysis: Dict) -> str:
              f'baseline) with a {conf}% t interval; verdict: better / worse '
              'when the whole interval is above / below 0, else within '
              'noise. "missing": no value (e.g. a slice without ground truth '
-             'of that class), never 0.', '']
+             'of that class), never 0. GT: ground-truth objects of the cell '
+             '(few: below SliceMetric\'s min_gt, too few for the AP to mean '
+             'much). AP variants: stock = the metric\'s own AP; dense = the '
+             'AP40 of the full precision-recall curve (SliceMetric; a '
+             'perfect detector scores 100 on any slice).', '']
     prim = _primary(analysis)
     if prim:
         lines += ['## Primary endpoints', '']
@@ -123,9 +135,10 @@ def markdown(analysis: Dict) -> str:
         rows = [r for r in analysis['rows']
                 if (r['slice'], r['variant']) == view]
         lines += [f'## Slice `{view[0]}`, AP `{view[1]}`', '']
-        lines += [_table(['row'] + arms,
-                         [[r['row']] + [_pm(r['spread'][a], digits)
-                                        for a in arms] for r in rows]), '']
+        lines += [_table(['row', 'GT'] + arms,
+                         [[r['row'], _count(r)] +
+                          [_pm(r['spread'][a], digits) for a in arms]
+                          for r in rows]), '']
         lines += [_table(['row'] + [f'{a} − {base}' for a in arms[1:]],
                          [[r['row']] + [_delta(r['diff'][a], digits)
                                         for a in arms[1:]] for r in rows]),
