@@ -151,6 +151,43 @@ def test_options_validation_and_cuda_wiring(monkeypatch):
     assert loader.pin_memory and loader.num_workers == 3
 
 
+_FORK_AFTER_OPENCV = r"""
+import sys
+import cv2
+import numpy as np
+from mmdet3d_equity.scoring import embedders as E
+big = np.random.default_rng(0).integers(0, 255, (1500, 2000, 3), np.uint8)
+paths = []
+for i in range(4):
+    paths.append([f'{sys.argv[1]}/{i}.png'])
+    cv2.imwrite(paths[-1][0], big[:200, :300])
+ds = E.ImageSampleDataset(paths, list('abcd'), ['C'], (32, 32), 'squash')
+opts = E.InferenceOptions('cpu', num_workers=2)
+for attempt in range(3):
+    cv2.setNumThreads(2)  # the main process uses OpenCV's thread pool ...
+    cv2.resize(big, (1000, 750))
+    cv2.GaussianBlur(big, (0, 0), 3)
+    # ... then forks loader workers
+    n = sum(len(b['img']) for b in E.iter_batches(ds, 2, opts,
+                                                  E.collate_images))
+    assert n == 4 and cv2.getNumThreads() == 2
+print('ok')
+"""
+
+
+def test_workers_forked_after_opencv_threads_do_not_hang(tmp_path):
+    """A worker forked while OpenCV's thread pool exists in the main
+    process (e.g. thumbnails of an earlier run) used to wait forever."""
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, '-c', _FORK_AFTER_OPENCV,
+                        str(tmp_path)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith('ok'), \
+        r.stderr[-2000:]
+
+
 # ------------------------------------------------ workers / batch size
 def test_workers_and_batch_size_do_not_change_the_likelihood_file(
         kitti_env, tmp_path):

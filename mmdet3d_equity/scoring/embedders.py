@@ -249,38 +249,63 @@ class LoadFailure:
         self.error = error
 
 
-def _worker_init(_):
+@contextlib.contextmanager
+def _opencv_single_threaded():
+    """OpenCV without its thread pool in this process while the block runs.
+
+    A loader worker is forked from this process: if OpenCV's pool exists
+    here (cv2 decoded or resized something before, e.g. thumbnails of an
+    earlier run), the child inherits a pool whose threads it does not
+    have, and the first OpenCV call that touches the pool waits forever.
+    With the pool shut down before the fork, the workers run OpenCV
+    sequentially (one process per core is the parallelism); the previous
+    setting is restored afterwards."""
     try:
         import cv2
-        cv2.setNumThreads(1)  # one process per core: no nested threads
     except ImportError:  # pragma: no cover - cv2 comes with mmcv
-        pass
+        yield
+        return
+    n = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(n)
 
 
 def make_loader(dataset, batch_size: int, options: InferenceOptions,
                 collate_fn) -> torch.utils.data.DataLoader:
     """In-order DataLoader over ``dataset`` (never shuffled, nothing
     dropped), with ``options.num_workers`` workers and pinned memory on
-    CUDA."""
-    kw = {}
-    if options.num_workers > 0:
-        kw = dict(worker_init_fn=_worker_init, prefetch_factor=2)
+    CUDA. Iterate it with :func:`iter_batches`."""
+    kw = dict(prefetch_factor=2) if options.num_workers > 0 else {}
     return torch.utils.data.DataLoader(
         dataset, batch_size=int(batch_size), shuffle=False, drop_last=False,
         num_workers=options.num_workers, collate_fn=collate_fn,
         pin_memory=options.pin_memory, **kw)
 
 
+def iter_batches(dataset, batch_size: int, options: InferenceOptions,
+                 collate_fn) -> Iterator:
+    """The collated batches of ``dataset`` in order; a sample a worker
+    could not load raises its error here (:class:`LoadFailure`)."""
+    loader = make_loader(dataset, batch_size, options, collate_fn)
+    ctx = _opencv_single_threaded() if options.num_workers > 0 else \
+        contextlib.nullcontext()
+    with ctx:
+        for batch in loader:
+            if isinstance(batch, LoadFailure):
+                raise batch.error
+            yield batch
+
+
 def iter_embeddings(embedder, dataset) -> Iterator[np.ndarray]:
     """Yield (B, C, D) float32 embeddings of ``dataset`` batch by batch, in
     order. Batch k+1 is handed to the device before batch k's result is
     copied back, so a GPU never waits for the host between batches."""
-    loader = make_loader(dataset, embedder.batch_size, embedder.options,
-                         embedder.collate)
     pending = None
-    for batch in loader:
-        if isinstance(batch, LoadFailure):
-            raise batch.error
+    for batch in iter_batches(dataset, embedder.batch_size,
+                              embedder.options, embedder.collate):
         out = embedder.embed_batch(batch)
         if pending is not None:
             yield pending.cpu().numpy()
