@@ -9,4 +9,5 @@ from ._common import MODES, RARE_MODE, count_modes
 from .kitti import create_tiny_kitti
 from .nuscenes import create_tiny_nuscenes
 
-__all__ = ['create_tiny_kitti', 'create_tiny_nuscenes', 'MODES', 'RARE_MODE', 'count_modes']
+__all__ = ['create_tiny_kitti', 'create_tiny_nuscenes', 'MODES', 'RARE_MODE',
+           'count_modes']

@@ -10,7 +10,6 @@
 import contextlib
 import importlib
 import io
-import json
 import os
 import os.path as osp
 import shutil
@@ -19,6 +18,10 @@ import tempfile
 import types
 
 import numpy as np
+
+from mmdet3d_equity.fileio import (OutputError, OutputExistsError,
+                                   atomic_write_json, check_output_dir,
+                                   new_dir_mode)
 
 # --------------------------------------------------------------------------
 # Appearance modes
@@ -51,17 +54,60 @@ def count_modes(num):
     return {'day': n_day, 'dusk': n_dusk, RARE_MODE: n_rare}
 
 
-def assign_modes(train_ids, val_ids, rng):
+def check_rare_fractions(rare_fraction, val_rare_fraction):
+    """Validate the per-split rare-mode shares (both None, or both given)."""
+    if (rare_fraction is None) != (val_rare_fraction is None):
+        raise ValueError(
+            'give both rare_fraction (train split) and val_rare_fraction '
+            '(val split), or neither (then the rare mode gets '
+            f'{RARE_FRACTION:.0%} of all frames, split proportionally)')
+    for name, v in (('rare_fraction', rare_fraction),
+                    ('val_rare_fraction', val_rare_fraction)):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                not 0.0 <= float(v) < 1.0:
+            raise ValueError(f'{name} must be a number in [0, 1), got '
+                             f'{v!r}; e.g. 0.06 (rare in train) and 0.5 '
+                             '(enriched in val)')
+
+
+def assign_modes(train_ids, val_ids, rng, rare_fraction=None,
+                 val_rare_fraction=None):
     """Assign a mode to every sample id.
 
-    The rare mode gets exactly ``count_modes(N)[RARE_MODE]`` frames, at least
-    one (and proportionally most) of them in the train split.
+    Without per-split shares, the rare mode gets exactly
+    ``count_modes(N)[RARE_MODE]`` frames, at least one (and proportionally
+    most) of them in the train split, and 'dusk' ``DUSK_FRACTION`` of all.
+
+    With ``rare_fraction`` and ``val_rare_fraction`` (the efficacy study's
+    design: rare in train, enriched in val so that its AP can be measured),
+    each split gets ``round(share * frames)`` rare frames (at least one when
+    the share is > 0); of the others ``round(DUSK_FRACTION * frames)`` are
+    'dusk' and the rest 'day'.
 
     Returns:
         dict: sample id -> mode name.
     """
     train_ids = list(train_ids)
     val_ids = list(val_ids)
+    check_rare_fractions(rare_fraction, val_rare_fraction)
+    if rare_fraction is not None:
+        modes = {}
+        for ids, share in ((train_ids, rare_fraction),
+                           (val_ids, val_rare_fraction)):
+            n = len(ids)
+            n_rare = 0 if share == 0 else max(1, int(round(share * n)))
+            n_dusk = int(round(DUSK_FRACTION * n))
+            if n - n_rare - n_dusk < 1:
+                raise ValueError(
+                    f'a split of {n} frames with rare share {share} leaves '
+                    'no day frame; use more frames or a smaller share')
+            order = rng.permutation(n)
+            for j, k in enumerate(order):
+                modes[ids[k]] = (RARE_MODE if j < n_rare else
+                                 'dusk' if j < n_rare + n_dusk else 'day')
+        return modes
     num = len(train_ids) + len(val_ids)
     counts = count_modes(num)
     n_rare = counts[RARE_MODE]
@@ -88,28 +134,32 @@ def assign_modes(train_ids, val_ids, rng):
 # Output directories
 # --------------------------------------------------------------------------
 def check_output_root(root, overwrite):
-    """Validate the output path; raise a clear error naming the fix."""
+    """Validate the output path before any work; raise a clear error
+    (:class:`~mmdet3d_equity.fileio.OutputError`) naming the fix. Creates
+    only the parent directory, which must be writable (the dataset is built
+    next to ``root`` and renamed into place)."""
     root = osp.abspath(osp.expanduser(str(root)))
     if osp.exists(root) and not osp.isdir(root):
-        raise NotADirectoryError(
+        raise OutputError(
             f'output path {root!r} exists and is a file, not a directory; '
             'choose another output directory (or remove the file)')
     if osp.isdir(root) and os.listdir(root) and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f'output directory {root!r} already exists and is not empty; '
             'pass overwrite=True (CLI: --overwrite) to replace it, or choose '
             'another directory')
-    parent = osp.dirname(root)
-    if parent and not osp.isdir(parent):
-        os.makedirs(parent, exist_ok=True)
+    check_output_dir(osp.dirname(root), 'parent')
     return root
 
 
 def make_build_dir(root):
-    """Temporary build dir next to ``root`` (same filesystem => atomic rename)."""
+    """Temporary build dir next to ``root`` (same filesystem => atomic
+    rename), with the umask's permissions (``mkdtemp`` makes it 0700)."""
     parent = osp.dirname(root)
-    return tempfile.mkdtemp(prefix='.' + osp.basename(root) + '.building-',
-                            dir=parent)
+    build = tempfile.mkdtemp(prefix='.' + osp.basename(root) + '.building-',
+                             dir=parent)
+    os.chmod(build, new_dir_mode())
+    return build
 
 
 def commit_build_dir(build, root):
@@ -145,11 +195,7 @@ def dataset_summary(dataset, frames, class_counts, modes, t_raw, t0):
 
 
 def write_json(path, obj):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=1, sort_keys=True)
 
 
 # --------------------------------------------------------------------------

@@ -427,7 +427,8 @@ def _run_converters(build, progress):
 
 
 def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
-                      overwrite=False, progress=False):
+                      overwrite=False, progress=False, rare_fraction=None,
+                      val_rare_fraction=None):
     """Write a synthetic tiny KITTI dataset (mmdet3d v2 infos) under ``root``.
 
     Args:
@@ -438,6 +439,10 @@ def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
         val_fraction (float): fraction of frames in the val split.
         overwrite (bool): replace an existing non-empty ``root``.
         progress (bool): show progress bars and the converters' output.
+        rare_fraction (float, optional): share of rare-mode ('fog') frames
+            in the train split; with ``val_rare_fraction`` (its share in the
+            val split). Default: 8 % of all frames, split proportionally.
+        val_rare_fraction (float, optional): see ``rare_fraction``.
 
     Returns:
         dict: paths (``root``, ``info_train``, ``info_val``, ``info_trainval``,
@@ -449,6 +454,7 @@ def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
     if not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(f'val_fraction must be in (0, 1), got '
                          f'{val_fraction!r}; e.g. use 0.25')
+    C.check_rare_fractions(rare_fraction, val_rare_fraction)
     root = C.check_output_root(root, overwrite)
     t0 = time.time()
     rng = np.random.default_rng([seed, 1])
@@ -456,7 +462,8 @@ def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
     perm = rng.permutation(num_frames)
     val_ids = sorted(int(i) for i in perm[:n_val])
     train_ids = sorted(int(i) for i in perm[n_val:])
-    modes = C.assign_modes(train_ids, val_ids, rng)
+    modes = C.assign_modes(train_ids, val_ids, rng, rare_fraction,
+                           val_rare_fraction)
     # guarantee every class in train: force one of each in the first frames
     forced = {train_ids[0]: ('Car', 'Pedestrian', 'Cyclist')}
 

@@ -18,6 +18,13 @@ bicycles stand along the road (global frame), so instances persist across
 the samples of a scene (prev/next linked, zero velocity).  No intermediate
 sweeps are written (``sample_data.prev/next`` of key frames are empty); the
 stock ``LoadPointsFromMultiSweeps`` then pads with the key frame.
+
+Scene descriptions (``scene.json``) carry the words nuScenes users slice by
+(``Night``, ``Rain``; :data:`SCENE_DESCRIPTIONS`), so that slicing by scene
+description can be exercised: they are labels only (the rendering of a
+sample follows its frame mode in ``frame_modes.json``, not its scene's
+description). One validation scene is at night in the rain, the other by
+day (its description mentions a train, which is not rain).
 """
 import hashlib
 import os
@@ -66,6 +73,19 @@ CAMERAS = (
 )
 LIDAR_T = (0.943713, 0.0, LIDAR_HEIGHT)
 LIDAR_YAW = -90.0
+#: scene descriptions, in the order of mini_train (8 scenes) + mini_val (2)
+SCENE_DESCRIPTIONS = (
+    'Day, synthetic road, parked cars',
+    'Night, synthetic road, pedestrians',
+    'Rain, synthetic road, wet ground',
+    'Night, rain, synthetic road',
+    'Day, synthetic road, bicycles',
+    'Day, synthetic road',
+    'Day, synthetic road, peds on sidewalk',
+    'Day, synthetic road, parked cars',
+    'Night, rain, synthetic road, parked cars',
+    'Day, synthetic road past a train depot',
+)
 
 
 def _quat_z(yaw):
@@ -462,7 +482,7 @@ def create_tiny_nuscenes(root, num_samples=40, seed=0, overwrite=False,
                     token=tok('scene', si), log_token=log_tok,
                     nbr_samples=per_scene[si], first_sample_token=st_first,
                     last_sample_token=tok('sample', si, per_scene[si] - 1),
-                    name=name, description=f'synthetic road, {name}'))
+                    name=name, description=SCENE_DESCRIPTIONS[si]))
             scene = scenes[si]
             frng = np.random.default_rng([seed, 14, si, k])
             st = tok('sample', si, k)

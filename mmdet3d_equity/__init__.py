@@ -10,13 +10,10 @@ from .version import __version__
 from .compat import apply_compat
 
 apply_compat()  # before anything builds mmdet3d pipelines
-from . import datasets, engine, models, scoring, semantic_scale  # noqa: F401,E501  (registers modules)
-from .evaluation import install_cpu_rotate_iou
+# what training needs; the scoring pipeline, the figures and the tiny-data
+# generators (equity_tiny_data) are imported only by the tools that use them
+from . import datasets, engine, evaluation, models, semantic_scale  # noqa: F401,E501  (registers modules)
 from .models.losses.equity_weight import equity_weight  # noqa: F401
 from .semantic_scale.measures import semantic_scale  # noqa: F401
-
-# KittiMetric's rotated IoU is a numba CUDA kernel; without CUDA use the
-# exact mmcv CPU kernel instead (no change where CUDA is available).
-install_cpu_rotate_iou()
 
 __all__ = ['__version__', 'equity_weight', 'semantic_scale']

@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 __all__ = [
     'OutputError', 'OutputExistsError', 'check_output_dir', 'atomic_open',
     'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
-    'atomic_savez', 'atomic_savefig', 'new_file_mode'
+    'atomic_savez', 'atomic_savefig', 'new_file_mode', 'new_dir_mode'
 ]
 
 _UMASK_LOCK = threading.Lock()
@@ -40,12 +40,22 @@ class OutputExistsError(OutputError, FileExistsError):
     """The output exists and the caller did not ask to overwrite it."""
 
 
-def new_file_mode() -> int:
-    """Permission bits of a newly created regular file under the umask."""
+def _umask() -> int:
     with _UMASK_LOCK:
         umask = os.umask(0)
         os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def new_file_mode() -> int:
+    """Permission bits of a newly created regular file under the umask."""
+    return 0o666 & ~_umask()
+
+
+def new_dir_mode() -> int:
+    """Permission bits of a newly created directory under the umask (for
+    directories made with ``tempfile.mkdtemp``, which uses ``0o700``)."""
+    return 0o777 & ~_umask()
 
 
 def check_output_dir(directory: str, what: str = 'output') -> str:
@@ -122,9 +132,11 @@ def atomic_write_text(path: str, text: str, overwrite: bool = True) -> str:
 
 
 def atomic_write_json(path: str, obj, overwrite: bool = True,
-                      indent: Optional[int] = 1) -> str:
+                      indent: Optional[int] = 1,
+                      sort_keys: bool = False) -> str:
     """JSON with ``allow_nan=False``: NaN/inf are not JSON; give None."""
-    text = json.dumps(obj, indent=indent, allow_nan=False) + '\n'
+    text = json.dumps(obj, indent=indent, allow_nan=False,
+                      sort_keys=sort_keys) + '\n'
     return atomic_write_text(path, text, overwrite)
 
 
@@ -149,4 +161,3 @@ def atomic_savefig(fig, path: str, overwrite: bool = True, **kwargs) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, **kwargs)
     return atomic_write_bytes(path, buf.getvalue(), overwrite)
-

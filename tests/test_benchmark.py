@@ -1,8 +1,8 @@
-"""tools/benchmark.py: comparing KittiMetric / NuScenesMetric results
-(values, gains, zero-baseline guard, outputs, refusals, errors) and one short
-train+test run of a config against itself on tiny KITTI."""
+"""tools/benchmark.py and mmdet3d_equity.evaluation.benchmark: reading
+metrics, seed statistics against independent computations, reports from
+existing per-seed results, preflight refusals before any training, and a
+short real train+test benchmark that resumes."""
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -13,24 +13,15 @@ import sys
 import numpy as np
 import pytest
 
-# Import mmengine (through the plugin) here, not first inside a capsys test:
-# mmengine's ProgressBar binds sys.stdout as a default argument at import,
-# and capsys' stream is closed after its test.
-import mmdet3d_equity.visualization.benchmark_plots  # noqa: F401,E402
+from mmdet3d_equity.evaluation.benchmark import stats
+from mmdet3d_equity.evaluation.results import (ResultsError, load_metrics,
+                                               metric_views)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KITTI_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
+sys.path.insert(0, osp.join(REPO, 'tools'))
+import benchmark as bm_tool  # noqa: E402
 
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'equity_benchmark_tool', osp.join(REPO, 'tools', 'benchmark.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bm = _load_tool()
 
 KITTI_CLASSES = ['Pedestrian', 'Cyclist', 'Car', 'Person_sitting']
 NUS_CLASSES = ['car', 'truck', 'bus', 'pedestrian', 'traffic_cone']
@@ -95,344 +86,304 @@ def write_run(work_dir, ts, metrics):
     return path
 
 
-def expected_row(b, e):
-    """Independent: absolute gain and relative gain in % (None at b == 0)."""
-    return e - b, (None if b == 0 else (e / b - 1.0) * 100.0)
-
-
-def check_rows(rows, expected):
-    assert [r['name'] for r in rows] == list(expected)
-    for r in rows:
-        b, e = expected[r['name']]
-        d, rel = expected_row(b, e)
-        assert r['baseline'] == pytest.approx(b, abs=1e-12)
-        assert r['equity'] == pytest.approx(e, abs=1e-12)
-        assert r['abs_gain'] == pytest.approx(d, abs=1e-9)
-        if rel is None:
-            assert r['rel_gain_pct'] is None
-        else:
-            assert r['rel_gain_pct'] == pytest.approx(rel, rel=1e-9)
-
-
-def read_outputs(out_dir):
-    with open(osp.join(out_dir, 'comparison.json')) as f:
-        data = json.load(f)
-    with open(osp.join(out_dir, 'comparison.csv')) as f:
-        rows = list(csv.DictReader(f))
-    with open(osp.join(out_dir, 'comparison.png'), 'rb') as f:
-        png = f.read()
-    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 1000
-    return data, rows
-
-
-def run_main(args):
-    return bm.main([str(a) for a in args])
-
-
-def error_of(args):
-    with pytest.raises(SystemExit) as exc:
-        run_main(args)
-    return str(exc.value.code)
-
-
 # --------------------------------------------------------------------------
-# mode 1: KITTI
+# reading metrics
 # --------------------------------------------------------------------------
-def test_kitti_table_gains_and_files(tmp_path, capsys):
+def test_kitti_views_pick_the_metric_and_newest_run(tmp_path):
     rng = np.random.default_rng(0)
-    base, bt = kitti_metrics(rng, zero_class='Cyclist')
-    eq, et = kitti_metrics(rng)
     old, _ = kitti_metrics(rng)
-    # baseline given as a work dir with an older and a newer test run
-    bdir = tmp_path / 'base_test'
-    write_run(bdir, '20240101_000000', old)
-    write_run(bdir, '20240102_000000', base)
-    os.makedirs(bdir / 'not_a_run')
-    epath = write_run(tmp_path / 'eq_test', '20240103_000000', eq)
-    out = tmp_path / 'cmp'
-    result = run_main(['--baseline', bdir, '--equity', epath,
-                       '--out-dir', out])
-    assert result['dataset'] == 'kitti'
-    assert result['metric'] == '3D_AP40_moderate_strict'
-    assert result['baseline']['path'].endswith('20240102_000000.json')
-    key = ('3D', '40', 'moderate', 'strict')
-    check_rows(result['classes'],
-               {c: (bt[c][key], et[c][key]) for c in KITTI_CLASSES})
-    ov = 'Kitti metric/pred_instances_3d/KITTI/Overall_3D_AP40_moderate'
-    check_rows(result['overall'], {'Overall': (base[ov], eq[ov])})
-    assert result['classes'][1]['rel_gain_pct'] is None  # Cyclist: base 0
-
-    table = capsys.readouterr().out
-    lines = {ln.split()[0]: ln.split() for ln in table.splitlines()
-             if ln.split() and ln.split()[0] in KITTI_CLASSES + ['Overall']}
-    for c in KITTI_CLASSES:
-        b, e = bt[c][key], et[c][key]
-        d, rel = expected_row(b, e)
-        assert lines[c][1:4] == [f'{b:.2f}', f'{e:.2f}',
-                                 ('+' if d >= 0 else '') + f'{d:.2f}']
-        assert lines[c][4] == ('n/a' if rel is None else f'{rel:+.2f}%')
-    assert lines['Cyclist'][4] == 'n/a'
-    for row in lines.values():
-        assert not any(t in ' '.join(row).lower() for t in ('inf', 'nan'))
-
-    data, rows = read_outputs(out)
-    assert data['classes'] == json.loads(json.dumps(result['classes']))
-    assert data['classes'][1]['rel_gain_pct'] is None
-    assert [(r['row'], r['name']) for r in rows] == \
-        [('class', c) for c in KITTI_CLASSES] + [('overall', 'Overall')]
-    for r, ref in zip(rows, result['classes'] + result['overall']):
-        assert float(r['baseline']) == ref['baseline']
-        assert float(r['equity']) == ref['equity']
-        assert float(r['abs_gain']) == pytest.approx(ref['abs_gain'])
-        if ref['rel_gain_pct'] is None:
-            assert r['rel_gain_pct'] == 'n/a'
+    new, table = kitti_metrics(rng, zero_class='Cyclist')
+    d = tmp_path / 'test'
+    write_run(d, '20240101_000000', old)
+    write_run(d, '20240102_000000', new)
+    os.makedirs(d / 'not_a_run')
+    path, metrics = load_metrics(str(d))
+    assert path.endswith('20240102_000000.json')
+    for metric, key in (('3D_AP40_moderate_strict',
+                         ('3D', '40', 'moderate', 'strict')),
+                        ('BEV_AP11_hard_loose',
+                         ('BEV', '11', 'hard', 'loose'))):
+        v = metric_views(path, metrics, metric)
+        assert v['kind'] == 'kitti' and v['metric'] == metric
+        view = v['views'][('all', 'stock')]
+        assert view['classes'] == {c: table[c][key] for c in KITTI_CLASSES}
+        # Overall keys carry no suffix and are the strict thresholds only
+        if key[3] == 'strict':
+            ov = (f'Kitti metric/pred_instances_3d/KITTI/Overall_{key[0]}'
+                  f'_AP{key[1]}_{key[2]}')
+            assert view['summary'] == {'Overall': new[ov]}
         else:
-            assert float(r['rel_gain_pct']) == pytest.approx(
-                ref['rel_gain_pct'])
-    assert not [f for f in os.listdir(out) if f.endswith('.tmp')
-                or f.startswith('.')]
+            assert view['summary'] == {}
+    assert metric_views(path, metrics)['metric'] == '3D_AP40_moderate_strict'
 
 
-def test_kitti_loose_metric_and_default_out_dir(tmp_path):
+def test_nuscenes_views_mean_ap_and_one_distance(tmp_path):
     rng = np.random.default_rng(1)
-    base, bt = kitti_metrics(rng)
-    eq, et = kitti_metrics(rng, classes=['Car', 'Pedestrian', 'Van'])
-    bpath = write_run(tmp_path / 'b', '20240101_000000', base)
-    epath = write_run(tmp_path / 'e', '20240101_000000', eq)
-    result = run_main(['--baseline', bpath, '--equity', epath,
-                       '--metric', 'BEV_AP11_hard_loose'])
-    key = ('BEV', '11', 'hard', 'loose')
-    # baseline class order, shared classes only
-    check_rows(result['classes'],
-               {c: (bt[c][key], et[c][key]) for c in ['Pedestrian', 'Car']})
-    # no KittiMetric Overall for loose thresholds (and the class sets differ):
-    # the mean of the shared classes
-    b_mean = (bt['Pedestrian'][key] + bt['Car'][key]) / 2
-    e_mean = (et['Pedestrian'][key] + et['Car'][key]) / 2
-    check_rows(result['overall'], {'Overall (mean)': (b_mean, e_mean)})
-    assert result['only_in_baseline'] == ['Cyclist', 'Person_sitting']
-    assert result['only_in_equity'] == ['Van']
-    # default --out-dir: next to the equity metrics JSON
-    data, _ = read_outputs(osp.dirname(epath))
-    assert data['metric'] == 'BEV_AP11_hard_loose'
-
-    # same classes: a loose metric still gets the mean (KittiMetric's
-    # Overall is strict), a strict one KittiMetric's Overall
-    eq2, et2 = kitti_metrics(rng)
-    epath2 = write_run(tmp_path / 'e2', '20240101_000000', eq2)
-    for metric in ('BEV_AP11_hard_loose', 'BEV_AP11_hard_strict'):
-        result = run_main(['--baseline', bpath, '--equity', epath2,
-                           '--metric', metric, '--out-dir',
-                           tmp_path / metric])
-        k = ('BEV', '11', 'hard', metric.rsplit('_', 1)[1])
-        if metric.endswith('loose'):
-            expected = {'Overall (mean)': (
-                np.mean([bt[c][k] for c in KITTI_CLASSES]),
-                np.mean([et2[c][k] for c in KITTI_CLASSES]))}
-        else:
-            ov = 'Kitti metric/pred_instances_3d/KITTI/Overall_BEV_AP11_hard'
-            expected = {'Overall': (base[ov], eq2[ov])}
-        check_rows(result['overall'], expected)
+    m, aps = nus_metrics(rng)
+    path = write_run(tmp_path, '20240101_000000', m)
+    v = metric_views(path, m)
+    assert v['kind'] == 'nuscenes' and v['metric'] == 'AP'
+    view = v['views'][('all', 'stock')]
+    for c in NUS_CLASSES:
+        assert view['classes'][c] == pytest.approx(
+            sum(aps[c].values()) / len(NUS_DISTS), abs=1e-12)
+    assert set(view['summary']) == {'mAP', 'NDS'}
+    v2 = metric_views(path, m, 'AP_dist_2.0')
+    assert v2['views'][('all', 'stock')]['classes'] == \
+        {c: aps[c]['2.0'] for c in NUS_CLASSES}
+    with pytest.raises(ResultsError, match="no '.*car_AP_dist_3.0'"):
+        metric_views(path, m, 'AP_dist_3.0')
 
 
-# --------------------------------------------------------------------------
-# mode 1: nuScenes
-# --------------------------------------------------------------------------
-def test_nuscenes_mean_ap_and_single_distance(tmp_path, capsys):
-    rng = np.random.default_rng(2)
-    base, ba = nus_metrics(rng, zero_class='bus')
-    eq, ea = nus_metrics(rng)
-    bpath = write_run(tmp_path / 'b', '20240101_000000', base)
-    epath = write_run(tmp_path / 'e', '20240101_000000', eq)
-    result = run_main(['--baseline', bpath, '--equity', epath,
-                       '--out-dir', tmp_path / 'o1'])
-    assert result['dataset'] == 'nuscenes' and result['metric'] == 'AP'
-    check_rows(result['classes'], {
-        c: (sum(ba[c].values()) / 4, sum(ea[c].values()) / 4)
-        for c in NUS_CLASSES})
-    p = 'NuScenes metric/pred_instances_3d_NuScenes/'
-    check_rows(result['overall'], {'mAP': (base[p + 'mAP'], eq[p + 'mAP']),
-                                   'NDS': (base[p + 'NDS'], eq[p + 'NDS'])})
-    table = capsys.readouterr().out
-    bus = [ln for ln in table.splitlines() if ln.startswith('bus')][0]
-    assert bus.split()[-1] == 'n/a'
-    data, rows = read_outputs(tmp_path / 'o1')
-    assert [r['name'] for r in rows] == NUS_CLASSES + ['mAP', 'NDS']
-    assert [r['rel_gain_pct'] for r in rows if r['name'] == 'bus'] == ['n/a']
-
-    result = run_main(['--baseline', bpath, '--equity', epath,
-                       '--metric', 'AP_dist_2.0', '--out-dir',
-                       tmp_path / 'o2'])
-    check_rows(result['classes'], {c: (ba[c]['2.0'], ea[c]['2.0'])
-                                   for c in NUS_CLASSES})
-
-
-# --------------------------------------------------------------------------
-# refusals and errors
-# --------------------------------------------------------------------------
-def test_refuses_to_overwrite(tmp_path):
-    rng = np.random.default_rng(3)
-    bpath = write_run(tmp_path / 'b', '20240101_000000',
-                      kitti_metrics(rng)[0])
-    epath = write_run(tmp_path / 'e', '20240101_000000',
-                      kitti_metrics(rng)[0])
-    out = tmp_path / 'o'
-    run_main(['--baseline', bpath, '--equity', epath, '--out-dir', out])
-    before = {n: open(out / n, 'rb').read() for n in bm.OUTPUT_NAMES}
-    # another comparison into the same folder is refused, nothing changes
-    msg = error_of(['--baseline', epath, '--equity', bpath, '--out-dir', out])
-    assert 'already exist' in msg and '--overwrite' in msg
-    assert {n: open(out / n, 'rb').read() for n in bm.OUTPUT_NAMES} == before
-    result = run_main(['--baseline', epath, '--equity', bpath, '--out-dir',
-                       out, '--overwrite'])
-    with open(out / 'comparison.json') as f:
-        assert json.load(f)['classes'][0]['baseline'] == \
-            result['classes'][0]['baseline']
-    assert open(out / 'comparison.json', 'rb').read() != \
-        before['comparison.json']
-
-
-def test_clear_errors_for_bad_inputs(tmp_path):
-    rng = np.random.default_rng(4)
-    kitti = write_run(tmp_path / 'k', '20240101_000000',
-                      kitti_metrics(rng)[0])
-    nus = write_run(tmp_path / 'n', '20240101_000000', nus_metrics(rng)[0])
-    out = ['--out-dir', tmp_path / 'o']
-
-    empty = tmp_path / 'empty.json'
+def test_clear_errors_for_unreadable_results(tmp_path):
+    with pytest.raises(ResultsError, match='results not found'):
+        load_metrics(str(tmp_path / 'nope'))
+    os.makedirs(tmp_path / 'train_only')
+    with pytest.raises(ResultsError, match='no metrics JSON in'):
+        load_metrics(str(tmp_path / 'train_only'))
+    empty = tmp_path / 'e.json'
     empty.write_text('')
-    msg = error_of(['--baseline', empty, '--equity', kitti] + out)
-    assert str(empty) in msg and 'empty' in msg
-
-    lines = tmp_path / 'scalars.json'
-    lines.write_text('{"loss": 1.0, "step": 1}\n{"loss": 0.5, "step": 2}\n')
-    msg = error_of(['--baseline', kitti, '--equity', lines] + out)
-    assert str(lines) in msg and 'tools/test.py' in msg
-
-    unknown = tmp_path / 'unknown.json'
-    unknown.write_text(json.dumps({'coco/bbox_mAP': 0.3, 'time': 0.1}))
-    msg = error_of(['--baseline', unknown, '--equity', kitti] + out)
-    assert str(unknown) in msg and 'KITTI' in msg and 'nuScenes' in msg
-    assert 'Car_3D_AP40_moderate_strict' in msg
-
-    msg = error_of(['--baseline', kitti, '--equity', nus] + out)
-    assert nus in msg and 'KITTI' in msg
-
-    other = write_run(tmp_path / 'v', '20240101_000000',
-                      kitti_metrics(rng, classes=['Van', 'Truck'])[0])
-    msg = error_of(['--baseline', kitti, '--equity', other] + out)
-    assert 'no shared classes' in msg and other in msg and 'Van' in msg
-
-    msg = error_of(['--baseline', kitti, '--equity', kitti, '--metric',
-                    '3D_AP40_moderate'] + out)
-    assert '<strict|loose>' in msg
-    msg = error_of(['--baseline', nus, '--equity', nus, '--metric',
-                    'AP_dist_3.0'] + out)
-    assert 'AP_dist_3.0' in msg and '[0.5, 1.0, 2.0, 4.0]' in msg
-
-    train_dir = tmp_path / 'train_only'
-    os.makedirs(train_dir / '20240101_000000' / 'vis_data')
-    msg = error_of(['--baseline', train_dir, '--equity', kitti] + out)
-    assert str(train_dir) in msg and '<timestamp>.json' in msg
-    msg = error_of(['--baseline', tmp_path / 'nope', '--equity', kitti] + out)
-    assert 'not found' in msg and 'nope' in msg
-
-    nan = dict(kitti_metrics(rng)[0])
-    nan['Kitti metric/pred_instances_3d/KITTI/Car_3D_AP40_moderate_strict'] \
-        = float('nan')
-    nan_path = write_run(tmp_path / 'nan', '20240101_000000', nan)
-    msg = error_of(['--baseline', nan_path, '--equity', kitti] + out)
-    assert nan_path in msg and 'Car_3D_AP40_moderate_strict' in msg
-    assert not osp.exists(tmp_path / 'o')  # nothing written on errors
-
-    # argument errors (argparse, exit code 2)
-    for args in (['--baseline', kitti],
-                 ['--baseline', kitti, '--equity', kitti,
-                  '--baseline-config', KITTI_CFG],
-                 []):
-        with pytest.raises(SystemExit) as exc:
-            run_main(args)
-        assert exc.value.code == 2
-
-
-def test_relative_gain_guard():
-    assert bm.gains(0.0, 5.0) == (5.0, None)
-    assert bm.gains(0.0, 0.0) == (0.0, None)
-    d, rel = bm.gains(40.0, 50.0)
-    assert d == 10.0 and rel == pytest.approx(25.0)
-    table = bm.format_table(dict(
-        dataset='kitti', metric='m', unit='AP (%)',
-        baseline=dict(path='b'), equity=dict(path='e'),
-        classes=[dict(name='Car', baseline=0.0, equity=3.0, abs_gain=3.0,
-                      rel_gain_pct=None)],
-        overall=[], only_in_baseline=[], only_in_equity=[]))
-    car = [ln for ln in table.splitlines() if ln.startswith('Car')]
-    assert car and car[0].split() == ['Car', '0.00', '3.00', '+3.00', 'n/a']
-
-
-def test_plot_rejects_inconsistent_rows(tmp_path):
-    from mmdet3d_equity.visualization.benchmark_plots import plot_comparison
-    with pytest.raises(ValueError, match='2 names but 1 baseline'):
-        plot_comparison(['a', 'b'], [1.0], [1.0, 2.0], [None, 1.0],
-                        str(tmp_path / 'x.png'))
-    with pytest.raises(ValueError, match='non-finite'):
-        plot_comparison(['a'], [float('inf')], [1.0], [None],
-                        str(tmp_path / 'x.png'))
-    assert not osp.exists(tmp_path / 'x.png')
+    with pytest.raises(ResultsError, match='is empty'):
+        load_metrics(str(empty))
+    bad = tmp_path / 'b.json'
+    bad.write_text('{"a": 1}\n{"b": 2}')
+    with pytest.raises(ResultsError, match='not a single JSON object'):
+        load_metrics(str(bad))
+    path = write_run(tmp_path / 'x', '20240101_000000', {'loss': 1.0})
+    with pytest.raises(ResultsError, match='neither KITTI nor nuScenes'):
+        metric_views(*load_metrics(path))
+    m, _ = kitti_metrics(np.random.default_rng(0))
+    path = write_run(tmp_path / 'k', '20240101_000000', m)
+    with pytest.raises(ResultsError, match='is not a kitti metric'):
+        metric_views(path, m, 'AP')
+    m["Kitti metric/pred_instances_3d/KITTI/"
+      "Car_3D_AP40_moderate_strict"] = "x"
+    with pytest.raises(ResultsError, match="expected a number"):
+        metric_views(path, m)
 
 
 # --------------------------------------------------------------------------
-# mode 2: train + test a config against itself (identical seeds)
+# statistics (independent computations)
 # --------------------------------------------------------------------------
-def test_train_and_compare_tiny_kitti(tiny_kitti_root, tmp_path):
-    import torch
-    work = tmp_path / 'bench'
-    opts = ['train_cfg.max_epochs=1', 'train_dataloader.dataset.dataset.'
-            'indices=4', 'train_cfg.val_interval=100', 'train_cfg.val_begin=2']
-    cmd = [sys.executable, 'tools/benchmark.py', '--baseline-config',
-           KITTI_CFG, '--equity-config', KITTI_CFG, '--work-dir', str(work),
-           '--seed', '3', '--jobs', '2', '--out-dir', str(tmp_path / 'cmp'),
-           '--cfg-options'] + opts
-    env = dict(os.environ, EQUITY_TINY_KITTI=tiny_kitti_root)
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    out = proc.stdout
-    for name in ('baseline', 'equity'):
-        assert f'[benchmark] {name}: train done' in out
-        assert f'[benchmark] {name}: test done' in out
-    assert 'randomness.seed=3' in out
+T975 = {1: 12.706204736174, 2: 4.302652729749, 3: 3.182446305284,
+        4: 2.776445105198}  # Student t quantiles 0.975, tabulated
 
-    data, rows = read_outputs(tmp_path / 'cmp')
-    assert data['dataset'] == 'kitti'
-    assert [r['name'] for r in data['classes']] == \
-        ['Pedestrian', 'Cyclist', 'Car']
-    assert [r['name'] for r in data['overall']] == ['Overall']
-    for r in data['classes'] + data['overall']:
-        assert 0.0 <= r['baseline'] <= 100.0
-        assert math.isfinite(r['equity'])
-    # the CPU run is deterministic: same seed, same config -> same weights,
-    # same metrics, all gains 0
-    ckpts = [torch.load(str(work / n / 'train' / 'epoch_1.pth'),
-                        map_location='cpu', weights_only=False)['state_dict']
-             for n in ('baseline', 'equity')]
-    assert ckpts[0].keys() == ckpts[1].keys()
-    assert all(torch.equal(ckpts[0][k], ckpts[1][k]) for k in ckpts[0])
-    with open(data['baseline']['path']) as f:
-        mb = json.load(f)
-    with open(data['equity']['path']) as f:
-        me = json.load(f)
-    assert {k: v for k, v in mb.items() if k.startswith('Kitti')} == \
-        {k: v for k, v in me.items() if k.startswith('Kitti')}
-    for r in data['classes'] + data['overall']:
-        assert r['abs_gain'] == 0.0
-        assert r['rel_gain_pct'] in (0.0, None)
-        assert (r['rel_gain_pct'] is None) == (r['baseline'] == 0.0)
 
-    # a second run into the same work dir is refused (nothing retrained)
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
-                          text=True)
+def test_paired_difference_interval_and_verdicts():
+    base = {0: 10.0, 1: 12.0, 2: 11.0, 3: 9.0}
+    arm = {0: 13.0, 1: 14.5, 2: 13.0, 3: 12.5, 7: 99.0}  # seed 7 unpaired
+    d = np.array([3.0, 2.5, 2.0, 3.5])
+    r = stats.paired_difference(base, arm)
+    assert r['n'] == 4 and r['seeds'] == [0, 1, 2, 3]
+    half = T975[3] * d.std(ddof=1) / math.sqrt(4)
+    assert r['mean'] == pytest.approx(d.mean(), abs=1e-12)
+    assert r['std'] == pytest.approx(d.std(ddof=1), abs=1e-12)
+    assert r['ci_low'] == pytest.approx(d.mean() - half, abs=1e-9)
+    assert r['ci_high'] == pytest.approx(d.mean() + half, abs=1e-9)
+    assert r['verdict'] == 'better'
+    worse = stats.paired_difference(arm, base)
+    assert worse['verdict'] == 'worse'
+    assert worse['ci_high'] == pytest.approx(-r['ci_low'], abs=1e-9)
+    noisy = stats.paired_difference({0: 1.0, 1: 2.0}, {0: 2.0, 1: 1.5})
+    assert noisy['verdict'] == 'within noise'
+    assert noisy['ci_low'] < 0 < noisy['ci_high']
+    one = stats.paired_difference({0: 1.0}, {0: 2.0})
+    assert one['mean'] == 1.0 and one['ci_low'] is None
+    assert one['verdict'] == 'n/a (needs >= 2 seeds)'
+    const = stats.paired_difference({0: 1.0, 1: 2.0}, {0: 1.5, 1: 2.5})
+    assert (const['ci_low'], const['ci_high']) == (0.5, 0.5)
+    assert const['verdict'] == 'better'
+    with pytest.raises(ValueError, match='confidence'):
+        stats.paired_difference(base, arm, confidence=1.5)
+
+
+def test_spread_kish_and_weight_shares():
+    s = stats.spread({0: 1.0, 1: 3.0})
+    assert s == dict(n=2, mean=2.0, std=pytest.approx(math.sqrt(2)))
+    assert stats.spread({}) == dict(n=0, mean=None, std=None)
+    assert stats.kish_effective_sample_size(np.ones(8))['ess'] == 8.0
+    k = stats.kish_effective_sample_size([1.0, 0.0, 0.0, 0.0])
+    assert (k['ess'], k['ratio']) == (1.0, 0.25)
+    w = np.array([0.5, 0.5, 1.0, 2.0])
+    assert stats.kish_effective_sample_size(w)['ess'] == pytest.approx(
+        16.0 / 5.5)
+    sh = stats.weight_shares(w, ['day', 'day', 'fog', ['fog', 'x']])
+    assert sh['fog']['weight_share'] == pytest.approx(0.75)
+    assert sh['fog']['sample_share'] == 0.5
+    assert sh['fog']['weight_per_sample_ratio'] == pytest.approx(1.5)
+    assert sh['x']['samples'] == 1
+    with pytest.raises(ValueError, match='not all 0'):
+        stats.kish_effective_sample_size([0.0, 0.0])
+
+
+# --------------------------------------------------------------------------
+# benchmark of existing per-seed results: 3 arms x 2 seeds
+# --------------------------------------------------------------------------
+def _results_arm(root, name, seeds, shift, rng):
+    """<root>/<name>/seed<k>/test/<ts>/<ts>.json with AP = base(seed) +
+    shift; returns {seed: table}."""
+    tables = {}
+    for s in seeds:
+        base, table = kitti_metrics(np.random.default_rng(100 + s))
+        noise = rng.normal(0, 0.01)
+        m = {k: (v + shift + noise if isinstance(v, float) and
+                 k.startswith('Kitti') else v) for k, v in base.items()}
+        write_run(osp.join(root, name, f'seed{s}', 'test'),
+                  '20240101_000000', m)
+        tables[s] = m
+    return tables
+
+
+def test_benchmark_of_existing_results_writes_tables_plots_verdicts(
+        tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    root = str(tmp_path / 'runs')
+    _results_arm(root, 'base', [0, 1], 0.0, rng)
+    _results_arm(root, 'up', [0, 1], 5.0, rng)
+    _results_arm(root, 'down', [0, 1], -5.0, rng)
+    out = tmp_path / 'report'
+    res = bm_tool.main([
+        '--baseline', osp.join(root, 'base'), '--arm',
+        f"up={osp.join(root, 'up')}", '--arm',
+        f"down={osp.join(root, 'down')}", '--out-dir', str(out),
+        '--work-dir', str(tmp_path / 'wd'), '--metric',
+        '3D_AP40_moderate_strict'])
+    assert res['seeds'] == [0, 1]
+    rows = {(r['slice'], r['variant'], r['row']): r for r in res['rows']}
+    car = rows[('all', 'stock', 'Car')]
+    assert car['diff']['up']['verdict'] == 'better'
+    assert car['diff']['down']['verdict'] == 'worse'
+    assert car['diff']['up']['mean'] == pytest.approx(5.0, abs=0.05)
+    for name in ('report.md', 'summary.csv', 'runs.csv', 'benchmark.json',
+                 'per_class_stock.png', 'differences_stock.png'):
+        assert osp.isfile(out / name), name
+    with open(out / 'per_class_stock.png', 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    md = (out / 'report.md').read_text()
+    assert '| Car |' in md and 'better' in md and 'worse' in md
+    with open(out / 'summary.csv') as f:
+        summ = list(csv.DictReader(f))
+    up_car = [r for r in summ if r['arm'] == 'up' and r['row'] == 'Car' and
+              r['slice'] == 'all']
+    assert up_car[0]['verdict'] == 'better'
+    with open(out / 'runs.csv') as f:
+        raw = list(csv.DictReader(f))
+    assert len([r for r in raw if r['row'] == 'Car']) == 3 * 2
+    data = json.loads((out / 'benchmark.json').read_text())
+    assert data['rows'][0]['diff']['up']['n'] == 2
+    # the report is not overwritten without --overwrite
+    with pytest.raises(SystemExit) as exc:
+        bm_tool.main(['--baseline', osp.join(root, 'base'), '--arm',
+                      f"up={osp.join(root, 'up')}", '--out-dir', str(out)])
+    assert 'already exist' in str(exc.value.code)
+    assert '--overwrite' in str(exc.value.code)
+
+
+def test_results_arm_missing_a_seed_is_named(tmp_path):
+    rng = np.random.default_rng(0)
+    root = str(tmp_path)
+    _results_arm(root, 'base', [0, 1], 0.0, rng)
+    _results_arm(root, 'up', [0], 1.0, rng)
+    with pytest.raises(SystemExit) as exc:
+        bm_tool.main(['--baseline', osp.join(root, 'base'), '--arm',
+                      f"up={osp.join(root, 'up')}", '--seeds', '0', '1',
+                      '--out-dir', str(tmp_path / 'o')])
+    msg = str(exc.value.code)
+    assert 'up/seed1' in msg and 'no metrics JSON for seed 1' in msg
+
+
+def test_cli_refuses_bad_arguments(tmp_path):
+    for argv, text in (
+            ([], 'give --spec FILE, or --baseline'),
+            (['--baseline', 'x'], 'at least one --arm'),
+            (['--spec', 's.py', '--baseline', 'x', '--arm', 'a=b'],
+             'not both')):
+        with pytest.raises(SystemExit):
+            bm_tool.parse_args(argv)
+    with pytest.raises(SystemExit) as exc:
+        bm_tool.main(['--baseline', KITTI_CFG, '--arm', 'bad name=x.py'])
+    assert 'not usable as a folder name' in str(exc.value.code)
+    with pytest.raises(SystemExit) as exc:
+        bm_tool.main(['--baseline', KITTI_CFG, '--arm', f'a={KITTI_CFG}'])
+    assert 'config arms need --seeds' in str(exc.value.code)
+    with pytest.raises(SystemExit) as exc:
+        bm_tool.main(['--baseline', KITTI_CFG, '--arm', 'a=nothing_here',
+                      '--seeds', '0'])
+    assert "neither a config file" in str(exc.value.code)
+
+
+# --------------------------------------------------------------------------
+# preflight and real runs on tiny KITTI
+# --------------------------------------------------------------------------
+FAST = {'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 100}
+FEW = {'train_dataloader.dataset.dataset.indices': 4}  # plain tiny config
+
+
+def _spec_file(tmp_path, root, arms, name='spec.py'):
+    p = tmp_path / name
+    p.write_text(
+        f"env = dict(EQUITY_TINY_KITTI={root!r})\n"
+        f"seeds = [0, 1]\nmetric = '3D_AP40_moderate_loose'\n"
+        f"cfg_options = {FAST!r}\n"
+        f"baseline = dict(name='baseline', config={KITTI_CFG!r}, "
+        f"cfg_options={FEW!r})\n"
+        f"arms = {arms!r}\n")
+    return str(p)
+
+
+def test_broken_third_arm_is_refused_before_any_training(
+        tiny_kitti_root, tmp_path):
+    eq = 'configs/tiny/pointpillars_tiny-kitti-3class_equity.py'
+    spec = _spec_file(tmp_path, tiny_kitti_root, [
+        dict(name='same', config=KITTI_CFG, cfg_options=FEW),
+        dict(name='equity', config=eq, cfg_options={
+            'train_dataloader.dataset.likelihood_file':
+            str(tmp_path / 'missing_likelihoods.npz')})])
+    work = tmp_path / 'wd'
+    with pytest.raises(SystemExit) as exc:
+        bm_tool.main(['--spec', spec, '--work-dir', str(work)])
+    msg = str(exc.value.code)
+    assert 'preflight found problems; nothing was trained' in msg
+    assert "arm 'equity'" in msg and 'building the train dataset' in msg
+    assert 'missing_likelihoods.npz' in msg
+    assert "arm 'same'" not in msg
+    assert not osp.exists(work / 'baseline')
+
+
+@pytest.mark.slow
+def test_train_benchmark_resumes_and_refuses_changed_runs(tiny_kitti_root,
+                                                          tmp_path):
+    spec = _spec_file(tmp_path, tiny_kitti_root,
+                      [dict(name='same', config=KITTI_CFG, cfg_options=FEW)])
+    work = tmp_path / 'wd'
+    cmd = [sys.executable, 'tools/benchmark.py', '--spec', spec,
+           '--work-dir', str(work), '--jobs', '2', '--seeds', '0']
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert '0 of 2 runs already finished (reused); 2 to run' in proc.stdout
+    assert 'OMP_NUM_THREADS=1' in proc.stdout
+    rec = json.loads((work / 'same' / 'seed0' / 'run.json').read_text())
+    assert rec['status'] == 'done' and rec['definition']['seed'] == 0
+    data = json.loads((work / 'report' / 'benchmark.json').read_text())
+    # same config, same seed, deterministic CPU run: identical metrics
+    for r in data['rows']:
+        assert r['values']['baseline'] == r['values']['same']
+    assert data['cost']['same']['ratio_to_baseline']['n'] == 1
+    # a second call (an interrupted benchmark restarted) reuses both runs
+    proc = subprocess.run(cmd + ['--overwrite'], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert '2 of 2 runs already finished (reused); 0 to run' in proc.stdout
+    # a changed definition is refused, not mixed in
+    spec2 = _spec_file(tmp_path, tiny_kitti_root, [dict(
+        name='same', config=KITTI_CFG,
+        cfg_options=dict(FEW, **{'optim_wrapper.optimizer.lr': 0.001}))],
+        'spec2.py')
+    proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--spec',
+                           spec2, '--work-dir', str(work), '--seeds', '0',
+                           '--overwrite'],
+                          cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1
-    assert 'already exist' in proc.stderr and '--overwrite' in proc.stderr
-    assert str(work / 'baseline') in proc.stderr
-    assert os.path.isfile(work / 'baseline' / 'train' / 'epoch_1.pth')
+    assert 'holds a run made with another definition' in proc.stderr
+    assert 'differs in cfg_options' in proc.stderr and '--rerun' in \
+        proc.stderr

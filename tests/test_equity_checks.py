@@ -1,6 +1,7 @@
 """EquityHook's start-of-training checks against the train dataset/sampler,
-'dataset' normalisation, the resampling sampler through mmengine's
-dataloader builder, GeneralizedFocalLoss as a plain per-sample loss."""
+'dataset' normalisation, the resampling sampler (its own GFL config) through
+mmengine's dataloader builder, GeneralizedFocalLoss as a plain per-sample
+loss, and parameter errors that name the parameter and where it belongs."""
 import numpy as np
 import pytest
 import torch
@@ -8,13 +9,14 @@ import torch
 import mmdet3d_equity  # noqa: F401
 from mmdet3d_equity import equity_weight
 from mmdet3d_equity.engine.hooks.equity_hook import EquityHook
-from test_equity_dataset import (FRAME_IDS, _build, likelihoods,  # noqa: F401
-                                 toy_cfg, write_file)
+from test_equity_dataset import (FRAME_IDS, SAMPLER_LOSS, _build,  # noqa: F401
+                                 fresh_runner_context, likelihoods, toy_cfg,
+                                 write_file)
 
 
 @pytest.fixture
 def lik_file(tmp_path):
-    return write_file(tmp_path / 'lik.pkl', FRAME_IDS)
+    return write_file(tmp_path / 'equity_likelihoods.npz', FRAME_IDS)
 
 
 def test_hook_checks_the_train_dataset(lik_file):
@@ -22,21 +24,26 @@ def test_hook_checks_the_train_dataset(lik_file):
     with pytest.raises(ValueError, match='not wrapped in EquityDataset'):
         EquityHook()._check_dataset(plain, None)
     eq = _build(dict(type='EquityDataset', likelihood_file=lik_file,
-                     eta=0.5, dataset=toy_cfg()))
-    with pytest.raises(ValueError, match='differs from EquityDataset'):
-        EquityHook()._check_dataset(eq, None)
-    EquityHook(loss=dict(type='GeneralizedFocalLoss', eta=0.5))\
-        ._check_dataset(eq, None)
+                     dataset=toy_cfg()))
+    hook = EquityHook(loss=dict(type='GeneralizedFocalLoss', eta=0.5))
+    hook._check_dataset(eq, None)
+    assert eq.claimed_by['loss'] == hook.owner
+    hook.remove()  # releases its claim
+    assert 'loss' not in eq.claimed_by
 
 
 def test_hook_refuses_double_weighting_with_the_sampler(lik_file):
     from mmdet3d.registry import DATA_SAMPLERS
     eq = _build(dict(type='EquityDataset', likelihood_file=lik_file,
                      dataset=toy_cfg()))
-    sampler = DATA_SAMPLERS.build(dict(type='EquityWeightedSampler'),
-                                  default_args=dict(dataset=eq, seed=0))
+    sampler = DATA_SAMPLERS.build(
+        dict(type='EquityWeightedSampler', loss=SAMPLER_LOSS),
+        default_args=dict(dataset=eq, seed=0))
     with pytest.raises(ValueError, match='apply W twice'):
         EquityHook()._check_dataset(eq, sampler)
+    # also when the hook is not told about the sampler: the dataset's claim
+    with pytest.raises(ValueError, match='would both apply W'):
+        EquityHook()._check_dataset(eq, None)
 
 
 def test_dataset_normalisation_uses_the_iterated_indices(lik_file):
@@ -55,6 +62,7 @@ def test_dataset_normalisation_uses_the_iterated_indices(lik_file):
     got = hook.gfl.weights(torch.tensor([0.0, 1.0]))
     torch.testing.assert_close(
         got, torch.tensor([1.0, 0.5], dtype=torch.float64) / w.mean())
+    hook.remove()
 
 
 def test_sampler_through_mmengine_dataloader_builder(lik_file):
@@ -64,14 +72,66 @@ def test_sampler_through_mmengine_dataloader_builder(lik_file):
     _build(eq_cfg)  # registers scope
     loader = Runner.build_dataloader(
         dict(batch_size=3, num_workers=0,
-             sampler=dict(type='EquityWeightedSampler'),
+             sampler=dict(type='EquityWeightedSampler', loss=SAMPLER_LOSS),
              dataset=eq_cfg, collate_fn=dict(type='pseudo_collate')),
         seed=0)
     assert type(loader.sampler).__name__ == 'EquityWeightedSampler'
+    assert loader.sampler.gfl.eta == 0.3 and loader.sampler.gfl.gamma == 2.0
     batch = next(iter(loader))
     assert len(batch['data_samples']) == 3
     for ds in batch['data_samples']:
         assert 'equity_likelihood' in ds.metainfo
+
+
+def test_sampler_loss_is_validated(lik_file):
+    from mmdet3d.registry import DATA_SAMPLERS
+    eq = _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                     dataset=toy_cfg()))
+
+    def build(loss):
+        return DATA_SAMPLERS.build(dict(type='EquityWeightedSampler',
+                                        loss=loss),
+                                   default_args=dict(dataset=eq, seed=0))
+
+    with pytest.raises(ValueError, match="normalisation='dataset'"):
+        build(dict(type='GeneralizedFocalLoss', eta=0.3))
+    with pytest.raises(ValueError, match="terms must be 'all'"):
+        build(dict(SAMPLER_LOSS, terms=['cls']))
+    with pytest.raises(TypeError, match='must build a GeneralizedFocalLoss'):
+        build(dict(type='mmdet.FocalLoss'))
+    # default: the paper's eta=1, gamma=5, normalised by the dataset mean
+    s = DATA_SAMPLERS.build(dict(type='EquityWeightedSampler'),
+                            default_args=dict(dataset=eq, seed=0))
+    assert (s.gfl.eta, s.gfl.gamma, s.gfl.normalisation) == (1.0, 5.0,
+                                                             'dataset')
+    np.testing.assert_allclose(
+        s.weights.numpy(), equity_weight(eq.index_likelihoods()), rtol=0)
+
+
+@pytest.mark.parametrize('where', ['hook', 'sampler', 'function'])
+@pytest.mark.parametrize('name', ['eta', 'gamma'])
+def test_eta_gamma_given_as_strings_name_the_parameter(where, name,
+                                                       lik_file):
+    """Issue 10, item 11: '0.3' (a string) is refused where it is given."""
+    from mmdet3d.registry import DATA_SAMPLERS
+    if where == 'hook':
+        with pytest.raises(TypeError) as e:
+            EquityHook(loss=dict(type='GeneralizedFocalLoss', **{name: '0.3'}))
+        owner = 'GeneralizedFocalLoss'
+    elif where == 'sampler':
+        eq = _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                         dataset=toy_cfg()))
+        with pytest.raises(TypeError) as e:
+            DATA_SAMPLERS.build(
+                dict(type='EquityWeightedSampler',
+                     loss=dict(SAMPLER_LOSS, **{name: '0.3'})),
+                default_args=dict(dataset=eq, seed=0))
+        owner = 'GeneralizedFocalLoss'
+    else:
+        with pytest.raises(TypeError) as e:
+            equity_weight(0.5, **{name: '0.3'})
+        owner = 'equity_weight'
+    assert f"{owner}: {name} must be a number, got '0.3' (str)" in str(e.value)
 
 
 def test_generalized_focal_loss_module():
@@ -90,3 +150,7 @@ def test_generalized_focal_loss_module():
     assert 'eta=0.3' in repr(gfl)
     # distinct from mmdet's QualityFocalLoss ("GFL")
     assert type(gfl).__module__.startswith('mmdet3d_equity')
+    # numpy numbers are numbers
+    g = MODELS.build(dict(type='GeneralizedFocalLoss', eta=np.float32(0.5),
+                          gamma=np.int64(2)))
+    assert (g.eta, g.gamma) == (0.5, 2.0)

@@ -1,5 +1,8 @@
 """EquityDataset: lookup by the returned sample's identity, wrappers, file
-validation at build time, resampling sampler."""
+validation at build time, resampling sampler, the claim that something
+applies the likelihoods, point-cloud file checks, id normalisation."""
+import uuid
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +11,7 @@ from mmengine.dataset import BaseDataset
 import mmdet3d_equity  # noqa: F401
 from mmdet3d.registry import DATASETS, TRANSFORMS
 from mmdet3d_equity import equity_weight
+from mmdet3d_equity.datasets import find_equity_dataset
 from mmdet3d_equity.scoring import (LikelihoodFileError, build_record,
                                     save_likelihood_file)
 
@@ -26,9 +30,11 @@ class ToyEquityDataset(BaseDataset):
     """KITTI-like infos with a 'sample_idx' and a category per sample."""
     METAINFO = dict(classes=CLASSES)
 
-    def __init__(self, ids=FRAME_IDS, with_token=False, **kwargs):
+    def __init__(self, ids=FRAME_IDS, with_token=False, lidar_paths=None,
+                 **kwargs):
         self._ids = list(ids)
         self._with_token = with_token
+        self._lidar_paths = lidar_paths
         super().__init__(**kwargs)
 
     def load_data_list(self):
@@ -37,6 +43,8 @@ class ToyEquityDataset(BaseDataset):
             info = dict(sample_idx=s, cat=i % 3)
             if self._with_token:
                 info['token'] = f'tok{s}'
+            if self._lidar_paths is not None:
+                info['lidar_points'] = dict(lidar_path=self._lidar_paths[i])
             out.append(info)
         return out
 
@@ -82,34 +90,49 @@ def write_file(path, ids, lik=None, id_key='sample_idx'):
     return str(path)
 
 
+@pytest.fixture(autouse=True)
+def fresh_runner_context():
+    """Each test in a new current MessageHub, as each Runner creates one: an
+    EquityHook that another test built (and the garbage collector has not
+    freed yet) was announced elsewhere and claims nothing here."""
+    from mmengine.logging import MessageHub
+    return MessageHub.get_instance(f'equity_ctx_{uuid.uuid4().hex}')
+
+
 @pytest.fixture
 def lik_file(tmp_path):
-    return write_file(tmp_path / 'lik.pkl', FRAME_IDS)
+    return write_file(tmp_path / 'equity_likelihoods.npz', FRAME_IDS)
 
 
-def _build(cfg):
+def _build(cfg, claim=True):
+    """Build a dataset config; ``claim``: claim its EquityDataset for
+    inspection (what EquityHook / EquityWeightedSampler do in training)."""
     from mmdet3d.utils import register_all_modules
     register_all_modules(init_default_scope=True)
-    return DATASETS.build(cfg)
+    ds = DATASETS.build(cfg)
+    eq = find_equity_dataset(ds)
+    if claim and eq is not None:
+        eq.claim('inspection', 'test')
+    return ds
 
 
-def check_item(item, eta=1.0, gamma=5.0):
+def check_item(item):
     meta = item['data_samples'].metainfo
     ident = str(FRAME_IDS[meta['sample_idx']])  # position -> frame number
     p = likelihoods(FRAME_IDS)[ident]
     assert meta['equity_id'] == ident
     assert meta['equity_likelihood'] == pytest.approx(p, abs=0)
-    assert meta['equity_weight'] == pytest.approx(
-        equity_weight(p, eta, gamma), rel=1e-15)
+    # the dataset carries p only: W belongs to the GeneralizedFocalLoss
+    assert 'equity_weight' not in meta
     return ident
 
 
 def test_plain_wrapper_attaches_by_identity(lik_file):
     ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
-                     eta=0.5, gamma=2.0, dataset=toy_cfg()))
+                     dataset=toy_cfg()))
     assert len(ds) == N
     assert ds.metainfo['classes'] == CLASSES
-    seen = [check_item(ds[i], 0.5, 2.0) for i in range(N)]
+    seen = [check_item(ds[i]) for i in range(N)]
     assert seen == [str(s) for s in FRAME_IDS]
     # pass-through
     assert ds.get_data_info(3) == ds.dataset.get_data_info(3)
@@ -151,20 +174,18 @@ def test_inside_and_around_repeat_and_cbgs(lik_file):
         for i in range(len(ds)):
             ident = check_item(ds[i])
             assert ident == str(FRAME_IDS[ds.get_data_info(i)['sample_idx']])
-        # per-index weights follow the (outer) index -> identity mapping
-        from mmdet3d_equity.datasets import find_equity_dataset
+        # per-index likelihoods follow the (outer) index -> identity mapping
         eq = find_equity_dataset(ds)
-        w = eq.index_weights(ds)
-        assert len(w) == len(ds)
-        for i in (0, len(ds) - 1):
+        p = eq.index_likelihoods(ds)
+        assert len(p) == len(ds)
+        for i in range(len(ds)):
             sid = str(FRAME_IDS[ds.get_data_info(i)['sample_idx']])
-            assert w[i] == pytest.approx(
-                equity_weight(likelihoods(FRAME_IDS)[sid]))
+            assert p[i] == likelihoods(FRAME_IDS)[sid]
 
 
 def test_token_identity(tmp_path):
     tokens = [f'tok{s}' for s in FRAME_IDS]
-    path = write_file(tmp_path / 'tok.pkl', tokens, id_key='token')
+    path = write_file(tmp_path / 'tok.npz', tokens, id_key='token')
     ds = _build(dict(type='EquityDataset', likelihood_file=path,
                      dataset=toy_cfg(with_token=True)))
     for i in range(N):
@@ -175,7 +196,7 @@ def test_token_identity(tmp_path):
 
 def test_mismatched_fingerprint_fails_at_build(tmp_path):
     other = FRAME_IDS[:-1] + [999]
-    path = write_file(tmp_path / 'other.pkl', other)
+    path = write_file(tmp_path / 'other.npz', other)
     with pytest.raises(LikelihoodFileError) as e:
         _build(dict(type='EquityDataset', likelihood_file=path,
                     dataset=toy_cfg()))
@@ -185,7 +206,7 @@ def test_mismatched_fingerprint_fails_at_build(tmp_path):
 
 
 def test_incomplete_file_fails_or_follows_explicit_policy(tmp_path):
-    path = write_file(tmp_path / 'part.pkl', FRAME_IDS[:-2])
+    path = write_file(tmp_path / 'part.npz', FRAME_IDS[:-2])
     with pytest.raises(LikelihoodFileError, match='fingerprint'):
         _build(dict(type='EquityDataset', likelihood_file=path,
                     dataset=toy_cfg()))
@@ -197,7 +218,7 @@ def test_incomplete_file_fails_or_follows_explicit_policy(tmp_path):
     ds = _build(dict(type='EquityDataset', likelihood_file=path, strict=False,
                      missing='max_weight', dataset=toy_cfg()))
     meta = ds[N - 1]['data_samples'].metainfo
-    assert meta['equity_likelihood'] == 0.0 and meta['equity_weight'] == 1.0
+    assert meta['equity_likelihood'] == 0.0  # the largest weight W(0) = 1
     with pytest.raises(ValueError, match='strict=False'):
         _build(dict(type='EquityDataset', likelihood_file=path,
                     missing='max_weight', dataset=toy_cfg()))
@@ -215,7 +236,7 @@ def test_kitti_like_ids_also_check_the_info_file(tmp_path):
         id_key='sample_idx', dataset=dict(ann_file='/d/kitti_infos_val.pkl'),
         embedder=dict(type='test'), reducer=None, clusterer=dict(type='t'),
         likelihood_def='largest')
-    path = save_likelihood_file(rec, str(tmp_path / 'val.pkl'))
+    path = save_likelihood_file(rec, str(tmp_path / 'val.npz'))
     with pytest.raises(LikelihoodFileError, match='kitti_infos_val.pkl'):
         _build(dict(type='EquityDataset', likelihood_file=path,
                     dataset=toy_cfg(ann_file='kitti_infos_train.pkl')))
@@ -224,7 +245,7 @@ def test_kitti_like_ids_also_check_the_info_file(tmp_path):
 
 
 def test_superset_file_needs_strict_false(tmp_path):
-    path = write_file(tmp_path / 'super.pkl', FRAME_IDS + [97, 98])
+    path = write_file(tmp_path / 'super.npz', FRAME_IDS + [97, 98])
     with pytest.raises(LikelihoodFileError, match='2 file samples not in'):
         _build(dict(type='EquityDataset', likelihood_file=path,
                     dataset=toy_cfg()))
@@ -234,33 +255,53 @@ def test_superset_file_needs_strict_false(tmp_path):
 
 
 def test_nan_and_missing_file_fail_naming_the_file(tmp_path, lik_file):
-    import mmengine
-    rec = mmengine.load(lik_file)
-    rec['likelihood'] = rec['likelihood'].copy()
-    rec['likelihood'][3] = np.nan
-    bad = str(tmp_path / 'nan.pkl')
-    mmengine.dump(rec, bad)
+    with np.load(lik_file, allow_pickle=False) as z:  # edit the .npz
+        members = {k: z[k] for k in z.files}
+    members['likelihood'][3] = np.nan
+    bad = str(tmp_path / 'nan.npz')
+    np.savez(bad, **members)
     with pytest.raises(LikelihoodFileError) as e:
         _build(dict(type='EquityDataset', likelihood_file=bad,
                     dataset=toy_cfg()))
     assert bad in str(e.value) and 'NaN' in str(e.value)
-    nofile = str(tmp_path / 'nope.pkl')
+    nofile = str(tmp_path / 'nope.npz')
     with pytest.raises(LikelihoodFileError, match='not found'):
         _build(dict(type='EquityDataset', likelihood_file=nofile,
                     dataset=toy_cfg()))
-    with pytest.raises(ValueError, match='eta'):
-        _build(dict(type='EquityDataset', likelihood_file=lik_file, eta=-1,
-                    dataset=toy_cfg()))
+
+
+def test_eta_and_gamma_are_not_dataset_arguments(lik_file):
+    """One owner per setting: the wrapper carries p; eta/gamma given to it
+    are refused, naming where they belong."""
+    for kw in (dict(eta=0.5), dict(gamma=2.0), dict(eta=1.0, gamma=5.0)):
+        with pytest.raises(TypeError) as e:
+            _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                        dataset=toy_cfg(), **kw))
+        msg = str(e.value)
+        assert f'EquityDataset does not take {sorted(kw)}' in msg
+        assert "custom_hooks = [dict(type='EquityHook', loss=dict(" in msg
+        assert "type='EquityWeightedSampler'" in msg
+    with pytest.raises(TypeError, match=r"unexpected arguments \['wieght'\]"):
+        _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                    dataset=toy_cfg(), wieght=1))
+
+
+SAMPLER_LOSS = dict(type='GeneralizedFocalLoss', eta=0.3, gamma=2.0,
+                    normalisation='dataset')
 
 
 def test_weighted_sampler_frequencies(lik_file):
     from mmdet3d.registry import DATA_SAMPLERS
     ds = _build(dict(type='RepeatDataset', times=2, dataset=dict(
-        type='EquityDataset', likelihood_file=lik_file, eta=0.3, gamma=2.0,
-        dataset=toy_cfg())))
+        type='EquityDataset', likelihood_file=lik_file, dataset=toy_cfg())),
+        claim=False)
     sampler = DATA_SAMPLERS.build(
-        dict(type='EquityWeightedSampler', num_samples=60000),
+        dict(type='EquityWeightedSampler', num_samples=60000,
+             loss=SAMPLER_LOSS),
         default_args=dict(dataset=ds, seed=0))
+    # the sampler claimed the wrapper (resampling mode)
+    assert find_equity_dataset(ds).claimed_by == dict(
+        sampling='EquityWeightedSampler')
     idx = np.array(list(iter(sampler)))
     assert len(idx) == len(sampler) == 60000
     freq = np.bincount(idx, minlength=len(ds)) / len(idx)
@@ -280,3 +321,155 @@ def test_weighted_sampler_frequencies(lik_file):
         DATA_SAMPLERS.build(dict(type='EquityWeightedSampler'),
                             default_args=dict(dataset=ds.dataset.dataset,
                                               seed=0))
+
+
+# ---------------------------------------------------------------------------
+# Nothing applies the likelihoods -> refused (issue 10, item 1)
+# ---------------------------------------------------------------------------
+
+
+def test_unclaimed_wrapper_refuses_to_serve(lik_file, fresh_runner_context):
+    ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                     dataset=toy_cfg()), claim=False)
+    assert ds.claimed_by == {}
+    with pytest.raises(RuntimeError) as e:
+        ds[0]
+    msg = str(e.value)
+    assert 'nothing applies the likelihoods' in msg
+    assert 'stock baseline' in msg
+    assert "custom_hooks = [dict(type='EquityHook'" in msg
+    assert "dict(type='EquityWeightedSampler'" in msg
+    ds.claim('inspection', 'notebook')
+    check_item(ds[0])
+
+
+def test_claims_refuse_double_weighting(lik_file, fresh_runner_context):
+    ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                     dataset=toy_cfg()), claim=False)
+    ds.claim('loss', 'EquityHook@1')
+    ds.claim('loss', 'EquityHook@1')  # the same owner again: fine
+    with pytest.raises(ValueError, match='two loss owners'):
+        ds.claim('loss', 'EquityHook@2')
+    with pytest.raises(ValueError, match='would both apply W'):
+        ds.claim('sampling', 'EquityWeightedSampler')
+    ds.release('loss', 'EquityHook@1')
+    ds.claim('sampling', 'EquityWeightedSampler')
+    with pytest.raises(ValueError, match='would both apply W'):
+        ds.claim('loss', 'EquityHook@1')
+    with pytest.raises(ValueError, match='kind must be one of'):
+        ds.claim('weights', 'x')
+
+
+def test_an_equity_hook_built_first_claims_the_wrapper(lik_file,
+                                                       fresh_runner_context):
+    """A Runner builds its hooks before its train dataset: the dataset built
+    in the same runner context is claimed at construction (before any
+    dataloader worker starts)."""
+    from mmdet3d_equity.engine.hooks import EquityHook
+    hook = EquityHook()
+    ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                     dataset=toy_cfg()), claim=False)
+    assert ds.claimed_by == dict(loss=hook.owner)
+    check_item(ds[0])
+    second = EquityHook()
+    with pytest.raises(ValueError, match='two loss owners'):
+        _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                    dataset=toy_cfg()), claim=False)
+    # after its run a hook claims no new dataset
+    hook.after_run(None)
+    second.after_run(None)
+    ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                     dataset=toy_cfg()), claim=False)
+    assert ds.claimed_by == {}
+
+
+# ---------------------------------------------------------------------------
+# Point-cloud files of the samples (issue 10, item 9)
+# ---------------------------------------------------------------------------
+def _point_cfg(tmp_path, sizes):
+    paths = []
+    for s, size in zip(FRAME_IDS, sizes):
+        p = tmp_path / f'{s:06d}.bin'
+        p.write_bytes(b'\0' * size)
+        paths.append(str(p))
+    pipeline = [dict(type='LoadPointsFromFile', coord_type='LIDAR',
+                     load_dim=4, use_dim=4), dict(type='ToyPack')]
+    return dict(type='ToyEquityDataset', pipeline=pipeline,
+                serialize_data=False, lidar_paths=paths), paths
+
+
+def test_zero_byte_and_truncated_point_clouds_are_named(tmp_path, lik_file):
+    sizes = [16 * 100] * N
+    cfg, paths = _point_cfg(tmp_path, sizes)
+    _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                dataset=cfg))  # all complete: accepted
+    sizes[2], sizes[5] = 0, 16 * 100 - 6
+    cfg, paths = _point_cfg(tmp_path, sizes)
+    with pytest.raises(ValueError) as e:
+        _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                    dataset=cfg))
+    msg = str(e.value)
+    assert type(e.value).__name__ == 'SampleFileError'
+    assert f'2 of {N} point-cloud files' in msg and lik_file in msg
+    assert f'{paths[2]} (sample {FRAME_IDS[2]}) is empty (0 bytes)' in msg
+    assert (f'{paths[5]} (sample {FRAME_IDS[5]}) has 1594 bytes, not a '
+            'multiple of the 16-byte point record (load_dim=4 float32 '
+            'values)') in msg
+    (tmp_path / f'{FRAME_IDS[2]:06d}.bin').unlink()
+    with pytest.raises(ValueError, match='does not exist'):
+        _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                    dataset=cfg))
+
+
+# ---------------------------------------------------------------------------
+# Integer vs string sample ids (issue 10, item 10)
+# ---------------------------------------------------------------------------
+def test_int_and_str_ids_are_one_identity(lik_file, monkeypatch):
+    """A record holding the ids as ints (KITTI infos use ints) matches the
+    dataset's string identities; lookups accept either."""
+    from mmdet3d_equity.datasets import equity_dataset
+    from mmdet3d_equity.scoring import load_likelihood_file
+
+    def load_int_ids(path, **kw):
+        rec = dict(load_likelihood_file(lik_file))
+        rec['sample_ids'] = [int(i) for i in rec['sample_ids']]
+        return rec
+
+    monkeypatch.setattr(equity_dataset, 'load_likelihood_file', load_int_ids)
+    ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
+                     dataset=toy_cfg()))
+    for i in range(N):
+        check_item(ds[i])
+    lik = likelihoods(FRAME_IDS)
+    assert ds.likelihood_of(FRAME_IDS[3]) == lik[str(FRAME_IDS[3])]
+    assert ds.likelihood_of(str(FRAME_IDS[3])) == lik[str(FRAME_IDS[3])]
+
+
+def test_ids_differing_in_form_are_explained(tmp_path):
+    padded = [f'{s:06d}' for s in FRAME_IDS]
+    path = write_file(tmp_path / 'padded.npz', padded)
+    with pytest.raises(LikelihoodFileError) as e:
+        _build(dict(type='EquityDataset', likelihood_file=path,
+                    dataset=toy_cfg()))
+    msg = str(e.value)
+    assert "The ids differ only in form (dataset '10', file '000010')" in msg
+    assert "so 7 and '7' are one sample but '000007' is another" in msg
+
+
+def test_legacy_pickle_file_needs_the_explicit_opt_in(tmp_path, lik_file):
+    import pickle
+
+    from mmdet3d_equity.scoring import load_likelihood_file
+    rec = {k: v for k, v in load_likelihood_file(lik_file).items()
+           if k != 'content_fingerprint'}
+    rec['format_version'] = 1  # as earlier versions wrote it
+    old = str(tmp_path / 'equity_likelihoods.pkl')
+    with open(old, 'wb') as f:
+        pickle.dump(rec, f)
+    cfg = dict(type='EquityDataset', likelihood_file=old, dataset=toy_cfg())
+    with pytest.raises(LikelihoodFileError, match='is a pickle'):
+        _build(cfg)
+    ds = _build(dict(cfg, allow_pickle=True))
+    assert ds.likelihood_file == old
+    with pytest.raises(TypeError, match='allow_pickle must be True or False'):
+        _build(dict(cfg, allow_pickle='yes'))

@@ -71,9 +71,7 @@ def make_batch(B, seed=0, likelihoods=None, same_gt=True):
             boxes[:, :2] += gen.uniform(-1, 1, (len(GT), 2))
         meta = dict(box_type_3d=LiDARInstance3DBoxes, sample_idx=b)
         if likelihoods is not None:
-            p = float(likelihoods[b])
-            meta.update(equity_likelihood=p,
-                        equity_weight=float(equity_weight(p)))
+            meta.update(equity_likelihood=float(likelihoods[b]))
         ds = Det3DDataSample(metainfo=meta)
         gt = InstanceData()
         gt.bboxes_3d = LiDARInstance3DBoxes(torch.tensor(boxes[:, :7]))
@@ -184,7 +182,7 @@ def test_removed_hook_leaves_model_unchanged_and_predict_untouched():
     assert list(model.state_dict()) == keys
 
 
-def test_missing_likelihood_and_mismatched_params_are_errors():
+def test_missing_likelihood_is_an_error_and_weights_come_from_the_hook():
     model = build_tiny_detector()
     hook = EquityHook()
     hook.install(model)
@@ -192,12 +190,17 @@ def test_missing_likelihood_and_mismatched_params_are_errors():
     with pytest.raises(KeyError, match='EquityDataset'):
         model(**data, mode='loss')
     hook.remove()
-    hook = EquityHook(loss=dict(type='GeneralizedFocalLoss', eta=0.3))
+    # the batch carries p only; eta/gamma are the hook's loss's alone
+    hook = EquityHook(loss=dict(type='GeneralizedFocalLoss', eta=0.3,
+                                gamma=2.0))
     hook.install(model)
     data = model.data_preprocessor(make_batch(2, likelihoods=[0.2, 0.5]),
                                    True)
-    with pytest.raises(ValueError, match='same eta and gamma'):
-        model(**data, mode='loss')
+    model(**data, mode='loss')
+    torch.testing.assert_close(
+        hook._batch_weights,
+        torch.tensor([equity_weight(p, 0.3, 2.0) for p in (0.2, 0.5)],
+                     dtype=torch.float64), rtol=1e-15, atol=0)
     hook.remove()
 
 

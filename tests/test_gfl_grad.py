@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 import mmdet3d_equity  # noqa: F401  (registers)
-from mmdet3d_equity.models.sample_weighting import (HEAD_TERMS,
-                                                    PerSampleGradWeighting,
+from mmdet3d_equity.models.head_adapters import adapter_for_head
+from mmdet3d_equity.models.sample_weighting import (PerSampleGradWeighting,
                                                     UnsupportedHeadError)
 
 CFG_DIR = None
@@ -505,4 +505,4 @@ def test_bad_terms_are_refused():
     head.use_direction_classifier = False
     with pytest.raises(ValueError, match='does not produce'):
         PerSampleGradWeighting(head, terms=['dir'])
-    assert HEAD_TERMS['Anchor3DHead'] == ('cls', 'bbox', 'dir')
+    assert adapter_for_head(head).terms == ('cls', 'bbox', 'dir')

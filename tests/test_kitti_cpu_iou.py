@@ -1,5 +1,7 @@
 """The CPU rotated IoU equals the numba-CUDA kernel (run in numba's CUDA
-simulator in a subprocess, an independent implementation)."""
+simulator in a subprocess, an independent implementation); KittiCPUMetric
+provides it only while it evaluates: importing the plugin or evaluating
+leaves sys.modules as it was."""
 import json
 import subprocess
 import sys
@@ -69,16 +71,102 @@ def test_empty_inputs():
     assert rotate_iou_cpu_eval(z, np.ones((3, 5), np.float32)).shape == (0, 3)
 
 
-def test_installed_on_import_without_cuda():
-    from numba import cuda
+def test_pruned_pairs_equal_the_full_mmcv_computation():
+    """Only pairs whose circumscribed circles meet are computed; the result
+    is bit-identical to mmcv's kernel on every pair."""
+    import torch
+    from mmcv.ops import box_iou_rotated
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        b, q = _random_boxes(rng, 40), _random_boxes(rng, 30)
+        b[:, :2] *= 12  # spread over +-36 m: most pairs far apart
+        q[:, :2] *= 12
+        q[:10] = b[:10] + rng.normal(0, 0.2, (10, 5)).astype(np.float32)
+        q[10] = b[10]  # identical box
+        bt, qt = torch.from_numpy(b.copy()), torch.from_numpy(q.copy())
+        bt[:, 4], qt[:, 4] = -bt[:, 4], -qt[:, 4]
+        full = box_iou_rotated(bt, qt, aligned=False, clockwise=True)
+        ours = rotate_iou_cpu_eval(b, q)
+        assert ours.dtype == np.float32
+        np.testing.assert_array_equal(ours, full.numpy())
+        assert 0 < (ours > 0).sum() < ours.size / 4
 
-    import mmdet3d_equity  # noqa: F401
-    if cuda.is_available():
-        pytest.skip('numba CUDA available: the CUDA kernel stays in place')
-    from mmdet3d.evaluation.functional.kitti_utils import rotate_iou
+
+PROBE = r'''
+import json, sys
+name = "mmdet3d.evaluation.functional.kitti_utils.rotate_iou"
+before = {k: id(v) for k, v in sys.modules.items()}
+import mmdet3d_equity
+from mmdet3d_equity.evaluation import KittiCPUMetric, numba_cuda_available
+import mmdet3d.evaluation.functional.kitti_utils as ku
+state = dict(cuda=numba_cuda_available(),
+             after_import=name in sys.modules,
+             attr_after_import=hasattr(ku, "rotate_iou"),
+             changed=[k for k, v in before.items()
+                      if k in sys.modules and id(sys.modules[k]) != v])
+if len(sys.argv) > 1:  # evaluate the tiny val split, perfect predictions
+    sys.path.insert(0, sys.argv[2])
+    from _slice_helpers import KITTI_CLASSES, build_val_dataset, gt_predictions
+    ds = build_val_dataset("kitti", sys.argv[1] + "/")
+    m = KittiCPUMetric(ann_file=sys.argv[1] + "/kitti_infos_val.pkl")
+    m.dataset_meta = dict(classes=KITTI_CLASSES)
+    res = m.compute_metrics(gt_predictions(ds, "perfect"))
+    state["car"] = res["pred_instances_3d/KITTI/Car_3D_AP40_moderate_strict"]
+    state["after_eval"] = name in sys.modules
+    state["attr_after_eval"] = hasattr(ku, "rotate_iou")
+print("STATE " + json.dumps(state))
+'''
+
+
+def _probe(*args):
+    import os.path as osp
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    env = dict(__import__('os').environ, PYTHONPATH=repo)
+    out = subprocess.run([sys.executable, '-c', PROBE, *args], env=env,
+                         capture_output=True, text=True, cwd=repo)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [x for x in out.stdout.splitlines() if x.startswith('STATE ')]
+    return json.loads(line[-1][len('STATE '):])
+
+
+def test_importing_the_plugin_swaps_no_module():
+    state = _probe()
+    assert state['changed'] == []
+    if not state['cuda']:
+        assert not state['after_import']
+        assert not state['attr_after_import']
+
+
+@pytest.mark.slow
+def test_cpu_metric_evaluates_and_leaves_sys_modules_as_it_was(
+        tiny_kitti_root):
+    import os.path as osp
+    state = _probe(tiny_kitti_root, osp.dirname(osp.abspath(__file__)))
+    assert state['car'] == 100.0  # a perfect detector, > 40 moderate Cars
+    if not state['cuda']:
+        assert not state['after_eval'] and not state['attr_after_eval']
+
+
+def test_scope_provides_the_cpu_kernel_and_restores_on_error():
+    from mmdet3d_equity.evaluation import cpu_rotate_iou
+    from mmdet3d_equity.evaluation.kitti_cpu_iou import ROTATE_IOU_MODULE
     from mmdet3d.evaluation.functional.kitti_utils.eval import \
         d3_box_overlap
-    assert rotate_iou.rotate_iou_gpu_eval is rotate_iou_cpu_eval
-    # the evaluation code path runs: identical camera boxes overlap fully
-    box = np.array([[1.0, 1.5, 10.0, 3.9, 1.56, 1.6, 0.3]])
-    assert d3_box_overlap(box, box)[0, 0] == pytest.approx(1.0, abs=1e-5)
+    before = sys.modules.get(ROTATE_IOU_MODULE)
+    with cpu_rotate_iou(force=True) as used:
+        assert used
+        from mmdet3d.evaluation.functional.kitti_utils.rotate_iou import \
+            rotate_iou_gpu_eval
+        assert rotate_iou_gpu_eval is rotate_iou_cpu_eval
+        # camera boxes (x, y, z, l, h, w, ry), axis-aligned: l along x,
+        # w along z; shifted by 0.1 m in x and 0.05 m in z
+        box = np.array([[1.0, 1.5, 10.0, 3.9, 1.56, 1.6, 0.0]])
+        other = box + np.array([[0.1, 0, 0.05, 0, 0, 0, 0]])
+        inter = 3.8 * 1.55 * 1.56
+        assert d3_box_overlap(box, other)[0, 0] == pytest.approx(
+            inter / (2 * 3.9 * 1.6 * 1.56 - inter), abs=1e-4)
+    assert sys.modules.get(ROTATE_IOU_MODULE) is before
+    with pytest.raises(RuntimeError, match='inside'):
+        with cpu_rotate_iou(force=True):
+            raise RuntimeError('inside')
+    assert sys.modules.get(ROTATE_IOU_MODULE) is before

@@ -11,7 +11,7 @@ from compute_likelihoods import build_kwargs, parse_args  # noqa: E402
 
 
 def kw(*argv):
-    return build_kwargs(parse_args(['cfg.py', '--out', 'x.pkl', *argv]))
+    return build_kwargs(parse_args(['cfg.py', '--out', 'x.npz', *argv]))
 
 
 def test_defaults_and_presets():

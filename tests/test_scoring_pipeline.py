@@ -55,7 +55,7 @@ def kitti_env(tiny_kitti_root):
 @pytest.fixture(scope='module')
 def image_run(kitti_env, tmp_path_factory):
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
-    out = str(tmp_path_factory.mktemp('lik_img') / 'lik.pkl')
+    out = str(tmp_path_factory.mktemp('lik_img') / 'lik.npz')
     rec = compute_likelihoods(KITTI_CFG, out, **IMG)
     return out, rec
 
@@ -102,7 +102,7 @@ def test_fixed_seed_identical_and_cache_reclusters(image_run, tmp_path):
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
     out, rec = image_run
     # fresh embeddings (no cache), same seed -> identical file content
-    again = compute_likelihoods(KITTI_CFG, str(tmp_path / 'b.pkl'),
+    again = compute_likelihoods(KITTI_CFG, str(tmp_path / 'b.npz'),
                                 use_cache=False, figures=False, **IMG)
     assert again['sample_ids'] == rec['sample_ids']
     np.testing.assert_array_equal(again['likelihood'], rec['likelihood'])
@@ -110,7 +110,7 @@ def test_fixed_seed_identical_and_cache_reclusters(image_run, tmp_path):
     # re-clustering with other parameters reads the cache (no images)
     cache = osp.join(osp.dirname(out), 'embedding_cache')
     gmm = compute_likelihoods(
-        KITTI_CFG, str(tmp_path / 'gmm.pkl'), cache_dir=cache,
+        KITTI_CFG, str(tmp_path / 'gmm.npz'), cache_dir=cache,
         img_prefix=None, figures=False,
         clusterer=dict(type='gmm', n_components=3, covariance_type='diag'),
         likelihood_def='fraction', **IMG)
@@ -137,7 +137,7 @@ def test_detector_backbone_embedder(kitti_env, tmp_path):
     sd = model.state_dict()
     ckpt = str(tmp_path / 'pp.pth')
     torch.save(dict(state_dict=sd, meta={}), ckpt)
-    rec = compute_likelihoods(KITTI_CFG, str(tmp_path / 'det.pkl'),
+    rec = compute_likelihoods(KITTI_CFG, str(tmp_path / 'det.npz'),
                               embedder='detector', detector_config=KITTI_CFG,
                               detector_checkpoint=ckpt)
     assert_rare_low(rec, kitti_env)
@@ -153,7 +153,7 @@ def test_detector_backbone_embedder(kitti_env, tmp_path):
     bad[k] = torch.zeros(1, 1, 1, 1)
     torch.save(dict(state_dict=bad), str(tmp_path / 'bad.pth'))
     with pytest.raises(CheckpointMismatchError) as e:
-        compute_likelihoods(KITTI_CFG, str(tmp_path / 'x.pkl'),
+        compute_likelihoods(KITTI_CFG, str(tmp_path / 'x.npz'),
                             embedder='detector', detector_config=KITTI_CFG,
                             detector_checkpoint=str(tmp_path / 'bad.pth'))
     msg = str(e.value)
@@ -167,14 +167,14 @@ def test_bad_inputs(kitti_env, tmp_path):
     from mmdet3d_equity.scoring.embedders import EmbeddingError
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
     with pytest.raises(ScoringError, match='config file not found'):
-        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'))
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.npz'))
     # empty training split
     infos = mmengine.load(osp.join(kitti_env, 'kitti_infos_train.pkl'))
     empty = str(tmp_path / 'empty.pkl')
     mmengine.dump(dict(metainfo=infos['metainfo'], data_list=[]), empty)
     with pytest.raises(ScoringError, match='training split is empty'):
         compute_likelihoods(
-            KITTI_CFG, str(tmp_path / 'a.pkl'), figures=False,
+            KITTI_CFG, str(tmp_path / 'a.npz'), figures=False,
             cfg_options={'train_dataloader.dataset.dataset.ann_file': empty},
             **IMG)
     # unreadable image: a corrupt PNG in place of the first frame
@@ -185,28 +185,28 @@ def test_bad_inputs(kitti_env, tmp_path):
         (frames / name).write_bytes(b'not a png')
     with pytest.raises(EmbeddingError, match='cannot decode image .*'
                        r"sample '\d+', camera CAM2"):
-        compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.pkl'),
+        compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.npz'),
                             img_prefix=str(frames), use_cache=False, **IMG)
     with pytest.raises(EmbeddingError, match='image not found'):
-        compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.pkl'),
+        compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.npz'),
                             img_prefix=str(tmp_path / 'nowhere'),
                             use_cache=False, **IMG)
     # clustering parameters are checked before anything is embedded
     with pytest.raises(ScoringError, match="unknown clusterer type 'optics'"):
-        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'),
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.npz'),
                             clusterer=dict(type='optics'), **IMG)
     with pytest.raises(ScoringError, match=r"unknown parameter\(s\) \['k'\]"):
-        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'),
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.npz'),
                             clusterer=dict(type='kmeans', k=3), **IMG)
     with pytest.raises(ScoringError, match="invalid parameter for clusterer "
                        "'dbscan'.*eps"):
-        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'),
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.npz'),
                             clusterer=dict(type='dbscan', eps=-1), **IMG)
     with pytest.raises(ScoringError, match="invalid parameter for reducer"):
-        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.pkl'),
+        compute_likelihoods(str(tmp_path / 'nope.py'), str(tmp_path / 'a.npz'),
                             reducer=dict(type='pca', svd_solver='magic'),
                             **IMG)
-    assert not osp.exists(str(tmp_path / 'a.pkl'))
+    assert not osp.exists(str(tmp_path / 'a.npz'))
 
 
 def test_nan_embeddings_from_embedder(kitti_env, tmp_path, monkeypatch):
@@ -221,7 +221,7 @@ def test_nan_embeddings_from_embedder(kitti_env, tmp_path, monkeypatch):
     monkeypatch.setattr(embedders.ImageBackboneEmbedder, 'embed_batch',
                         nan_embed)
     with pytest.raises(ScoringError, match='contain NaN/inf'):
-        compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.pkl'),
+        compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.npz'),
                             use_cache=False, **IMG)
 
 
@@ -230,7 +230,7 @@ def test_cli_torchrun_two_processes_match_single(image_run, kitti_env,
     """CLI end to end, 2 processes on gloo: same ids and likelihoods as the
     single-process API run."""
     _, single = image_run
-    out = str(tmp_path / 'dist.pkl')
+    out = str(tmp_path / 'dist.npz')
     env = dict(os.environ, EQUITY_TINY_KITTI=kitti_env, OMP_NUM_THREADS='1',
                PYTHONPATH=REPO)
     cmd = [sys.executable, '-m', 'torch.distributed.run',
@@ -261,7 +261,7 @@ def test_nuscenes_six_cameras(tiny_nus_root, tmp_path, monkeypatch):
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
     monkeypatch.setenv('EQUITY_TINY_NUS', tiny_nus_root)
     kw = dict(backbone=R18, input_size=(96, 64), batch_size=12)
-    rec = compute_likelihoods(NUS_CFG, str(tmp_path / 'nus.pkl'),
+    rec = compute_likelihoods(NUS_CFG, str(tmp_path / 'nus.npz'),
                               figures=False, **kw)
     assert rec['id_key'] == 'token'
     agg = rec['aggregation']
@@ -273,7 +273,7 @@ def test_nuscenes_six_cameras(tiny_nus_root, tmp_path, monkeypatch):
     assert_rare_low(rec, tiny_nus_root)
     # other aggregations from the cache
     for mode in ('concat', 'likelihood-mean'):
-        r = compute_likelihoods(NUS_CFG, str(tmp_path / f'{mode}.pkl'),
+        r = compute_likelihoods(NUS_CFG, str(tmp_path / f'{mode}.npz'),
                                 camera_aggregation=mode, figures=False, **kw)
         assert r['aggregation']['mode'] == mode
         assert r['sample_ids'] == rec['sample_ids']

@@ -5,8 +5,8 @@ import os.path as osp
 
 import pytest
 
+from mmdet3d_equity.fileio import atomic_write_json
 from mmdet3d_equity.semantic_scale.report import (EvalResultError,
-                                                  atomic_write_json,
                                                   load_per_class_ap, pearson)
 
 CLASSES = ['Pedestrian', 'Cyclist', 'Car']
@@ -58,10 +58,12 @@ def test_pearson_and_atomic_write(tmp_path):
     assert json.loads(p.read_text()) == {'a': 1}  # old file intact
 
 
-def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path):
+def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path, capsys):
     import importlib.util
     from mmengine.config import Config
     from mmengine.logging import MMLogger
+
+    from mmdet3d_equity.apis.semantic_scale import measurement_dataset_cfg
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
         'ssb_tool', osp.join(root, 'tools', 'semantic_scale.py'))
@@ -70,18 +72,22 @@ def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path):
     cfg_path = osp.join(root, 'configs', 'tiny',
                         'pointpillars_tiny-kitti-3class_ssb.py')
     (tmp_path / 'semantic_scale.json').write_text('{}')
-    with pytest.raises(SystemExit, match='--overwrite'):
+    with pytest.raises(SystemExit) as e:
         tool.main([cfg_path, 'none.pth', '--out-dir', str(tmp_path)])
+    assert e.value.code == 2
+    assert '--overwrite' in capsys.readouterr().err
+    assert (tmp_path / 'semantic_scale.json').read_text() == '{}'
     cfg = Config.fromfile(cfg_path)
-    ds = tool.measurement_dataset_cfg(cfg, False, MMLogger.get_instance('t'))
+    ds = measurement_dataset_cfg(cfg, False, MMLogger.get_instance('t'))
     types = [t['type'] for t in ds.pipeline]
     assert types == ['LoadPointsFromFile', 'LoadAnnotations3D',
                      'PointsRangeFilter', 'ObjectRangeFilter',
                      'Pack3DDetInputs']
-    ds = tool.measurement_dataset_cfg(cfg, True, MMLogger.get_instance('t'))
+    ds = measurement_dataset_cfg(cfg, True, MMLogger.get_instance('t'))
     assert 'ObjectSample' in [t['type'] for t in ds.pipeline]
     with pytest.raises(SystemExit):
         tool.parse_args([cfg_path, 'x.pth', '--alpha', '0.5'])
+    assert 'alpha (--alpha) must be a number >= 1' in capsys.readouterr().err
 
 
 def test_plots_written(tmp_path):

@@ -91,24 +91,38 @@ def test_drifting_features_keep_the_moments_exact():
     assert_matches_reference(st)
 
 
-def test_load_state_dict_rebuilds_the_moments():
+def test_state_dict_continues_bit_for_bit_and_rebuilds_when_needed():
     g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(20, 6, generator=g) * 4 + 9,
+                torch.randint(0, 3, (20, ), generator=g)) for _ in range(9)]
     st = ClassFeatureStore(3, 16)
-    for _ in range(5):
-        st.push(torch.randn(20, 6, generator=g) * 4 + 9,
-                torch.randint(0, 3, (20, ), generator=g))
-    before = st.compute()
-    other = ClassFeatureStore(3, 16)
-    other.load_state_dict(st.state_dict())
-    after = other.compute()
-    np.testing.assert_allclose(after['scale_prime'], before['scale_prime'],
+    for f, lab in batches[:5]:
+        st.push(f, lab)
+    state = st.state_dict()
+    assert state['moments']['s2'].dtype == torch.float64
+    resumed = ClassFeatureStore(3, 16)
+    resumed.load_state_dict(state)
+    for f, lab in batches[5:]:  # both go on with the same data
+        st.push(f, lab)
+        resumed.push(f, lab)
+    a, b = st.compute(), resumed.compute()
+    for k in ('scale_prime', 'weight', 'centres'):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)  # bitwise
+    assert_matches_reference(resumed)
+    # a smaller capacity drops features: the moments are rebuilt from the
+    # kept ones; a checkpoint without moments (older version) likewise
+    small = ClassFeatureStore(3, 8)
+    small.load_state_dict(state)
+    assert_matches_reference(small)
+    old = dict(state)
+    old.pop('moments')
+    legacy = ClassFeatureStore(3, 16)
+    legacy.load_state_dict(old)
+    res = assert_matches_reference(legacy)[0]
+    exact = ClassFeatureStore(3, 16)
+    exact.load_state_dict(state)
+    np.testing.assert_allclose(res['weight'], exact.compute()['weight'],
                                rtol=1e-12)
-    np.testing.assert_allclose(after['weight'], before['weight'],
-                               rtol=1e-12)
-    # pushing on after the restore keeps matching the reference
-    other.push(torch.randn(30, 6, generator=g) - 3,
-               torch.randint(0, 3, (30, ), generator=g))
-    assert_matches_reference(other)
 
 
 def test_batched_scatter_logdet_equals_per_class():

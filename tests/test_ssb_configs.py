@@ -1,5 +1,6 @@
-"""The SSB configs load through mmdet3d:: inheritance and wrap the stock
-classification loss unchanged."""
+"""The SSB configs load through mmdet3d:: inheritance, leave the stock model
+untouched (the hook wraps the built loss) and set every SSB option once, in
+the SemanticScaleBalanceHook."""
 import glob
 import os.path as osp
 
@@ -15,16 +16,20 @@ def test_there_are_kitti_nuscenes_and_tiny_ssb_configs():
     assert {'kitti', 'nuscenes', 'tiny'} <= dirs
 
 
+def _base_model(path, tmp_path):
+    from test_equity_configs import load_base
+    return load_base(path, tmp_path).model
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
-def test_ssb_config_loads(path):
+def test_ssb_config_loads(path, tmp_path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports == dict(imports=['mmdet3d_equity'],
                                       allow_failed_imports=False)
-    head = cfg.model.get('pts_bbox_head', None) or cfg.model.bbox_head
-    lc = head.loss_cls
-    assert lc.type == 'SemanticScaleBalancedLoss'
-    assert set(lc) == {'type', 'loss'}
-    assert lc.loss.type in ('mmdet.FocalLoss', 'mmdet.GaussianFocalLoss')
+    # the model is the stock one: no SSB type anywhere in it
+    assert cfg.model == _base_model(path, tmp_path)
+    assert 'SemanticScaleBalancedLoss' not in cfg.pretty_text
     hooks = [h for h in cfg.custom_hooks
              if h.type == 'SemanticScaleBalanceHook']
     assert len(hooks) == 1
+    assert {'warmup_epochs', 'warmup_iters'} & set(hooks[0])

@@ -1,5 +1,6 @@
-"""SemanticScaleBalanceHook: capture in the normal forward, warm-up, updates,
-resume, DDP (2-process gloo) agreement, config errors."""
+"""SemanticScaleBalanceHook: installation on the built model, capture in the
+normal forward, warm-up, updates, resume, removal after training, DDP
+(2-process gloo) agreement, config errors."""
 import os
 import socket
 import tempfile
@@ -48,6 +49,7 @@ def _heavy():
 def _imports():
     _heavy()
 
+
 TINY_SSB = 'configs/tiny/pointpillars_tiny-kitti-3class_ssb.py'
 
 
@@ -64,9 +66,9 @@ class _Dataset:
         return 10
 
 
-def _runner(model, iters_per_epoch=3):
+def _runner(model, iters_per_epoch=3, max_iters=30):
     return SimpleNamespace(
-        model=model, iter=0,
+        model=model, iter=0, max_iters=max_iters,
         train_dataloader=_Loader(iters_per_epoch, _Dataset()),
         message_hub=MessageHub.get_instance('ssb_test'))
 
@@ -110,13 +112,20 @@ def _train_forward(model, batch):
 
 
 def test_hook_captures_in_forward_warms_up_and_updates(ssb_model):
+    from mmdet3d_equity.models.losses import SemanticScaleBalancedLoss
     model = ssb_model
-    loss = model.bbox_head.loss_cls
+    stock_loss = model.bbox_head.loss_cls
+    stock_keys = list(model.state_dict())
     hook = HOOKS.build(dict(type='SemanticScaleBalanceHook', warmup_iters=2,
                             interval=1, capacity=50))
     runner = _runner(model)
-    hook.before_run(runner)
+    hook.before_run(runner)  # nothing happens before training
+    assert model.bbox_head.loss_cls is stock_loss
     hook.before_train(runner)
+    loss = model.bbox_head.loss_cls
+    assert isinstance(loss, SemanticScaleBalancedLoss)
+    assert loss is hook.loss and loss.loss is stock_loss
+    assert list(model.state_dict()) == stock_keys  # plain mmdet3d keys
     calls = []
     h = model.bbox_head.register_forward_pre_hook(
         lambda m, i: calls.append(1))
@@ -154,23 +163,37 @@ def test_hook_captures_in_forward_warms_up_and_updates(ssb_model):
     ckpt = dict(state_dict={k: v.clone() for k, v in
                             model.state_dict().items()})
     hook.before_save_checkpoint(runner, ckpt)
-    hook._capture.remove()
+    assert torch.equal(ckpt['semantic_scale_balance']['class_weights'], w)
+    hook.after_train(runner)
+    # after training: every torch hook removed, the stock loss back
+    assert model.bbox_head.loss_cls is stock_loss
+    assert not model._forward_pre_hooks and not model._forward_hooks
+    assert not model.bbox_head._forward_pre_hooks
+    assert not model.bbox_head._forward_hooks
     cfg = Config.fromfile(TINY_SSB)
     model2 = MODELS.build(cfg.model)
+    model2.load_state_dict(ckpt['state_dict'], strict=True)
     hook2 = HOOKS.build(dict(type='SemanticScaleBalanceHook', warmup_iters=2,
                              interval=1, capacity=50))
     runner2 = _runner(model2)
     runner2.iter = 2
-    hook2.before_run(runner2)
-    hook2.after_load_checkpoint(runner2, ckpt)
-    model2.load_state_dict(ckpt['state_dict'])
-    hook2.before_train(runner2)  # past warm-up: weights kept
+    hook2.after_load_checkpoint(runner2, ckpt)  # (resume, before training)
+    hook2.before_train(runner2)  # past warm-up: weights restored
     assert torch.equal(model2.bbox_head.loss_cls.class_weights, w)
     for c in range(3):
         assert torch.equal(hook2.store.features(c), hook.store.features(c))
     res = hook2.update(runner2)
     assert np.allclose(res['weight'], w.numpy(), rtol=1e-6)
-    hook2._capture.remove()
+    hook2.after_train(runner2)
+    # a resume that is still in the warm-up starts from weights 1
+    hook3 = HOOKS.build(dict(type='SemanticScaleBalanceHook', warmup_iters=5,
+                             interval=1, capacity=50))
+    runner3 = _runner(model2)
+    runner3.iter = 2
+    hook3.after_load_checkpoint(runner3, ckpt)
+    hook3.before_train(runner3)
+    assert torch.equal(hook3.loss.class_weights, torch.ones(3))
+    hook3.after_train(runner3)
 
 
 def test_store_fifo_and_capacity_repack():
@@ -242,10 +265,36 @@ def test_bad_hook_configs(ssb_model):
     for kw in bad:
         with pytest.raises(ValueError):
             HOOKS.build(dict(type='SemanticScaleBalanceHook', **kw))
-    # a model without an SSB loss
-    init_default_scope('mmdet3d')
-    cfg = Config.fromfile('configs/tiny/pointpillars_tiny-kitti-3class.py')
-    plain = MODELS.build(cfg.model)
+
+    # a detector without a supported head
+    class NoHead(torch.nn.Module):
+        bbox_head = torch.nn.Linear(2, 2)
+
     hook = HOOKS.build(dict(type='SemanticScaleBalanceHook'))
-    with pytest.raises(RuntimeError, match='SemanticScaleBalancedLoss'):
-        hook.before_run(_runner(plain))
+    with pytest.raises(TypeError, match='no head adapter is registered'):
+        hook.before_train(_runner(NoHead()))
+
+
+@pytest.mark.parametrize('kw, how', [
+    (dict(warmup_epochs=5), 'warmup_epochs=5 x 3 iterations per epoch'),
+    (dict(warmup_iters=30), 'warmup_iters=30')])
+def test_warmup_not_shorter_than_the_schedule_is_refused(ssb_model, kw, how):
+    """Issue 10, item 2: SSB that would never switch on is refused before
+    training starts, and the model is left untouched."""
+    stock_loss = ssb_model.bbox_head.loss_cls
+    hook = HOOKS.build(dict(type='SemanticScaleBalanceHook', **kw))
+    runner = _runner(ssb_model, iters_per_epoch=3, max_iters=15 if
+                     'warmup_epochs' in kw else 30)
+    with pytest.raises(ValueError) as e:
+        hook.before_train(runner)
+    assert f'the warm-up ({15 if "warmup_epochs" in kw else 30} ' \
+        f'iterations: {how}) is not shorter than the schedule' in str(e.value)
+    assert 'would never be used' in str(e.value)
+    assert ssb_model.bbox_head.loss_cls is stock_loss
+    assert not ssb_model._forward_pre_hooks
+    assert not ssb_model.bbox_head._forward_pre_hooks
+    # one iteration longer: accepted
+    runner.max_iters += 1
+    hook.before_train(runner)
+    assert hook.loss is ssb_model.bbox_head.loss_cls
+    hook.after_train(runner)

@@ -350,6 +350,12 @@ def _cli(*args):
     (['kitti', '--frames', 'many'], 'integer number of frames'),
     (['nuscenes', '--seed', '-1'], 'non-negative integer'),
     (['lyft'], "invalid choice: 'lyft'"),
+    (['kitti', '--rare-fraction', '0.1'], 'give both --rare-fraction and '
+     '--val-rare-fraction'),
+    (['kitti', '--rare-fraction', '1.5', '--val-rare-fraction', '0.5'],
+     'must be a number in [0, 1)'),
+    (['nuscenes', '--rare-fraction', '0.1', '--val-rare-fraction', '0.5'],
+     'apply to kitti only'),
 ])
 def test_cli_bad_arguments(tmp_path, args, needle):
     r = _cli(*args, '--out', str(tmp_path / 'out'))
@@ -369,3 +375,50 @@ def test_cli_bad_output_paths(tmp_path):
     r = _cli('kitti', '--out', str(d))
     assert r.returncode == 2 and '--overwrite' in r.stderr, r.stderr
     assert (d / 'keep.txt').read_text() == 'x'
+
+
+# --------------------------------------------------------------------------
+# per-split rare-mode shares (the efficacy study's design) and oracle p
+# --------------------------------------------------------------------------
+def test_assign_modes_per_split_shares():
+    from equity_tiny_data._common import DUSK_FRACTION, assign_modes
+    train, val = list(range(128)), list(range(1000, 1064))
+    modes = assign_modes(train, val, np.random.default_rng(0), 0.06, 0.5)
+    for ids, share in ((train, 0.06), (val, 0.5)):
+        got = [modes[i] for i in ids]
+        assert got.count('fog') == round(share * len(ids))
+        assert got.count('dusk') == round(DUSK_FRACTION * len(ids))
+        assert got.count('day') == len(ids) - got.count('fog') - \
+            got.count('dusk')
+    # a share > 0 plants at least one rare frame; 0 plants none
+    m = assign_modes(list(range(20)), list(range(20, 30)),
+                     np.random.default_rng(1), 0.01, 0.0)
+    assert [m[i] for i in range(20)].count('fog') == 1
+    assert 'fog' not in [m[i] for i in range(20, 30)]
+    with pytest.raises(ValueError, match='give both rare_fraction'):
+        assign_modes(train, val, np.random.default_rng(0), 0.1, None)
+    with pytest.raises(ValueError, match='leaves no day frame'):
+        assign_modes(list(range(4)), list(range(4, 8)),
+                     np.random.default_rng(0), 0.9, 0.5)
+
+
+def test_oracle_likelihoods_are_planted_mode_frequencies(
+        tiny_kitti_root, tmp_path):
+    from collections import Counter
+
+    from equity_tiny_data.oracle import write_oracle_likelihood_file
+    from mmdet3d_equity.scoring import load_likelihood_file
+    with open(osp.join(tiny_kitti_root, 'frame_modes.json')) as f:
+        planted = json.load(f)
+    train = {k: v for k, v in planted['modes'].items()
+             if planted['split'][k] == 'train'}
+    counts = Counter(train.values())
+    out = str(tmp_path / 'oracle_likelihoods.npz')
+    write_oracle_likelihood_file(tiny_kitti_root, out)
+    rec = load_likelihood_file(out)
+    assert sorted(rec['sample_ids']) == sorted(train)
+    for sid, p in zip(rec['sample_ids'], rec['likelihood']):
+        assert p == counts[train[sid]] / max(counts.values())
+    assert rec['embedder']['type'] == 'oracle'
+    with pytest.raises(FileExistsError):
+        write_oracle_likelihood_file(tiny_kitti_root, out)

@@ -6,10 +6,11 @@ and the time of one class-scale update at a realistic size.
         [--update-shape C M D] [--update-repeats R] [--push-size K]
         [--update-only] [--json FILE]
 
-Builds the detector of an SSB config (default: the tiny CPU PointPillars,
-configs/tiny/pointpillars_tiny-kitti-3class_ssb.py) and runs full training
-iterations (data preprocessing, forward, loss, backward, SGD step) on
-synthetic point clouds with ground-truth boxes:
+Builds the detector of a config (default: the tiny CPU PointPillars,
+configs/tiny/pointpillars_tiny-kitti-3class_ssb.py), wraps its head's
+classification loss as the SemanticScaleBalanceHook does, and runs full
+training iterations (data preprocessing, forward, loss, backward, SGD step)
+on synthetic point clouds with ground-truth boxes:
 
 * baseline -- no feature capture, class weights 1 (the SSB loss then calls
   the stock loss unchanged);
@@ -213,8 +214,7 @@ def benchmark_iterations(args):
     import mmdet3d_equity  # noqa: F401
     from mmdet3d.registry import MODELS
     from mmdet3d_equity.apis.config import load_config
-    from mmdet3d_equity.models.losses.ssb_loss import \
-        SemanticScaleBalancedLoss
+    from mmdet3d_equity.models.losses.ssb_loss import HeadSSB
     from mmdet3d_equity.semantic_scale.features import (HeadInputCapture,
                                                         ObjectFeatureSampler,
                                                         find_head)
@@ -226,10 +226,9 @@ def benchmark_iterations(args):
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.train()
-    losses = [m for m in model.modules()
-              if isinstance(m, SemanticScaleBalancedLoss)]
-    if not losses:
-        raise SystemExit(f'{args.config} has no SemanticScaleBalancedLoss')
+    # SSB as its hook installs it before training: the head's built loss
+    # wrapped (weights 1 = the stock loss)
+    losses = [HeadSSB(find_head(model)).loss]
     ncls = losses[0].num_classes
     pcr = list(model.data_preprocessor.voxel_layer.point_cloud_range)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)

@@ -1,7 +1,7 @@
 """Score the training split of a dataset config: per-sample appearance
 likelihoods for DatasetEquity (embeddings -> PCA -> clusters -> p).
 
-    python tools/compute_likelihoods.py CONFIG --out work_dirs/lik.pkl
+    python tools/compute_likelihoods.py CONFIG --out work_dirs/lik.npz
         [--embedder image] [--backbone "dict(type='mmdet.ResNet', depth=50)"]
         [--checkpoint PATH_OR_URL] [--input-size 384 | --input-size W H]
         [--resize squash|letterbox] [--batch-size 8] [--device cpu|cuda]
@@ -16,10 +16,13 @@ likelihoods for DatasetEquity (embeddings -> PCA -> clusters -> p).
         [--likelihood largest|fraction|density] [--density-k 10]
         [--seed 0] [--eta 1 --gamma 5] [--cache-dir DIR | --no-cache]
         [--no-figures] [--overwrite] [--cfg-options k=v ...]
+        [--save-scorer] [--score-split val] [--slice-file FRAME_MODES.json]
 
 Distributed embedding: ``torchrun --nproc_per_node N
 tools/compute_likelihoods.py CONFIG --out F --launcher pytorch`` (each rank
 embeds its shard; rank 0 clusters and writes). See docs/likelihoods.md.
+From Python: ``mmdet3d_equity.apis.scoring.run_compute_likelihoods`` (what
+this tool calls) or ``mmdet3d_equity.scoring.compute_likelihoods``.
 """
 import argparse
 import os
@@ -56,7 +59,8 @@ def parse_args(argv=None):
         '(DatasetEquity)', formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('config', help='dataset/detector config whose '
                    'train_dataloader.dataset is scored')
-    p.add_argument('--out', required=True, help='likelihood file (.pkl)')
+    p.add_argument('--out', required=True, help='likelihood file (.npz), '
+                   'e.g. data/kitti/equity_likelihoods.npz')
     p.add_argument('--overwrite', action='store_true',
                    help='replace existing outputs')
     g = p.add_argument_group('embeddings')
@@ -127,6 +131,18 @@ def parse_args(argv=None):
                    help='eta of W(p) for the CSV weight column and figure')
     g.add_argument('--gamma', type=float, default=5.0)
     g.add_argument('--no-figures', action='store_true')
+    g.add_argument('--save-scorer', action='store_true',
+                   help='also write <stem>_scorer.npz: the fitted reduction '
+                   'and clustering, to score other splits later '
+                   '(tools/score_split.py)')
+    g.add_argument('--score-split', nargs='+', default=[],
+                   choices=['val', 'test'],
+                   help='score these splits against the training fit too '
+                   '(<stem>_<split> likelihood file + .csv)')
+    g.add_argument('--slice-file', default=None,
+                   help='slice file (e.g. the tiny dataset\'s '
+                   'frame_modes.json): print and plot the likelihood of '
+                   'each slice (<stem>_slices.json)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config settings, key=value')
     p.add_argument('--launcher', choices=['none', 'pytorch'],
@@ -182,43 +198,22 @@ def build_kwargs(args):
                 amp_dtype=args.amp_dtype, channels_last=args.channels_last,
                 cache_dir=args.cache_dir, use_cache=not args.no_cache,
                 overwrite=args.overwrite, eta=args.eta, gamma=args.gamma,
-                figures=not args.no_figures, cfg_options=args.cfg_options)
+                figures=not args.no_figures, cfg_options=args.cfg_options,
+                save_scorer=args.save_scorer,
+                score_splits=tuple(args.score_split),
+                slice_file=args.slice_file)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    import mmdet3d_equity  # noqa: F401  (registers the plugin)
-    from mmdet3d_equity.scoring.clustering import ScoringError
-    from mmdet3d_equity.scoring.likelihood_file import LikelihoodFileError
-    from mmdet3d_equity.scoring.pipeline import (compute_likelihoods,
-                                                 get_logger)
-    if args.launcher == 'pytorch':
-        import torch
-        if torch.cuda.is_available() and args.device.startswith('cuda'):
-            from mmengine.dist import init_dist
-            init_dist('pytorch', backend='nccl')
-        else:
-            # CPU: mmengine's init_dist calls torch.cuda.set_device, which a
-            # CPU build of torch cannot do; torchrun's env:// is enough
-            import torch.distributed as tdist
-            tdist.init_process_group('gloo', init_method='env://')
     kwargs = build_kwargs(args)
-    log_file = None
-    if args.out:
-        stem = args.out[:-4] if args.out.endswith('.pkl') else args.out
-        log_file = stem + '.log'
-        os.makedirs(osp.dirname(osp.abspath(log_file)), exist_ok=True)
-    logger = get_logger(log_file)
+    from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
+    from mmdet3d_equity.apis.scoring import run_compute_likelihoods
     try:
-        compute_likelihoods(args.config, args.out, logger=logger, **kwargs)
-    except (ScoringError, LikelihoodFileError, FileExistsError) as e:
-        print(f'compute_likelihoods: error: {e}', file=sys.stderr)
-        return 2
-    finally:
-        if args.launcher == 'pytorch':
-            import torch.distributed as tdist
-            if tdist.is_initialized():
-                tdist.destroy_process_group()
+        run_compute_likelihoods(args.config, args.out,
+                                launcher=args.launcher, **kwargs)
+    except TOOL_ERRORS as e:
+        return report_error('compute_likelihoods', e)
     return 0
 
 

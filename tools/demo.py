@@ -7,9 +7,9 @@ Steps (``--force`` reruns all, replacing earlier outputs):
 2. score the appearance likelihoods of its training split with
    ``tools/compute_likelihoods.py`` (unless the file is there) and report how
    the planted rare appearance mode scores against the common ones;
-3. train and evaluate the tiny PointPillars baseline and its DatasetEquity
-   variant with ``tools/train.py`` / ``tools/test.py`` (stock KittiMetric);
-4. compare them with ``tools/benchmark.py``.
+3. train, evaluate and compare the tiny PointPillars baseline and its
+   DatasetEquity variant with ``tools/benchmark.py`` (which runs
+   ``tools/train.py`` and ``tools/test.py``).
 
 A summary is written to ``work_dirs/demo/summary.json``; when it exists the
 demo only prints it.
@@ -76,43 +76,31 @@ def main(argv=None):
     else:
         print(f'[demo] tiny KITTI already at {args.data_root}')
 
-    lik_file = osp.join(args.data_root, 'equity_likelihoods.pkl')
+    lik_file = osp.join(args.data_root, 'equity_likelihoods.npz')
     if args.force or not osp.isfile(lik_file):
+        # (re)computed: replace what an earlier, unfinished run left
+        # (its log, CSV, figures) and, with --force, the file itself
         cmd = [py, 'tools/compute_likelihoods.py', BASELINE, '--out',
-               lik_file, '--seed', '0']
-        if osp.exists(lik_file):
-            cmd.append('--overwrite')
+               lik_file, '--seed', '0', '--overwrite']
         run(cmd, env)
     else:
         print(f'[demo] likelihoods already at {lik_file}')
     modes = rare_mode_report(args.data_root, lik_file)
 
-    results = {}
-    for name, config in (('baseline', BASELINE), ('equity', EQUITY)):
-        train_dir = osp.join(args.work_dir, name)
-        run([py, 'tools/train.py', config, '--work-dir', train_dir], env)
-        with open(osp.join(train_dir, 'last_checkpoint')) as f:
-            ckpt = f.read().strip()
-        test_dir = osp.join(args.work_dir, name + '_test')
-        run([py, 'tools/test.py', config, ckpt, '--work-dir', test_dir], env)
-        results[name] = dict(config=config, checkpoint=ckpt,
-                             test_dir=test_dir)
     compare_dir = osp.join(args.work_dir, 'comparison')
-    run([py, 'tools/benchmark.py', '--baseline',
-         results['baseline']['test_dir'], '--equity',
-         results['equity']['test_dir'], '--out-dir', compare_dir,
-         '--metric', METRIC], env)
-    with open(osp.join(compare_dir, 'comparison.json')) as f:
+    run([py, 'tools/benchmark.py', '--baseline', BASELINE, '--arm',
+         f'equity={EQUITY}', '--seeds', '0', '--work-dir', args.work_dir,
+         '--out-dir', compare_dir, '--metric', METRIC], env)
+    with open(osp.join(compare_dir, 'benchmark.json')) as f:
         comparison = json.load(f)
+    results = comparison['runs']
 
     summary = dict(data_root=args.data_root, likelihood_file=lik_file,
                    rare_mode=modes, runs=results, comparison_dir=compare_dir,
                    metrics=comparison, seconds=round(time.time() - t0, 1))
-    tmp = summary_path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, summary_path)
-    print(f'[demo] baseline vs equity: {compare_dir}/comparison.png')
+    from mmdet3d_equity.fileio import atomic_write_json
+    atomic_write_json(summary_path, summary, overwrite=True)
+    print(f'[demo] baseline vs equity: {compare_dir}/report.md')
     print(f'[demo] done in {summary["seconds"]} s; summary: {summary_path}')
     return summary
 

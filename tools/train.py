@@ -4,24 +4,17 @@
         [--auto-scale-lr] [--sync_bn torch] [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
-Multi-GPU / multi-process: ``torchrun --nproc_per_node N tools/train.py CONFIG
---launcher pytorch`` (or tools/dist_train.sh).
+Several processes or GPUs: ``bash tools/dist_train.sh CONFIG GPUS
+[ARGS]`` (or ``torchrun --nproc_per_node N tools/train.py CONFIG
+--launcher pytorch``). From Python: :mod:`mmdet3d_equity.apis.runner`.
 """
 import argparse
-import logging
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import mmdet3d_equity  # noqa: E402,F401  (registers the plugin)
-from mmdet3d_equity.apis.config import (parse_runner_args,  # noqa: E402
-                                        ConfigError, load_config,  # noqa: E402
-                                        resolve_work_dir)
+from mmdet3d_equity.apis.config import parse_runner_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -45,56 +38,22 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-    cfg.work_dir = resolve_work_dir(cfg, args.config, args.work_dir)
-
-    if args.amp:
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper == 'AmpOptimWrapper':
-            print_log('AMP training is already enabled in the config.',
-                      logger='current', level=logging.WARNING)
-        else:
-            if wrapper != 'OptimWrapper':
-                raise ConfigError(
-                    f'--amp needs optim_wrapper.type OptimWrapper, the config '
-                    f'has {wrapper!r}')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-
-    if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in \
-                cfg.auto_scale_lr:
-            raise ConfigError(
-                '--auto-scale-lr needs auto_scale_lr = dict(enable=..., '
-                'base_batch_size=N) in the config')
-        cfg.auto_scale_lr.enable = True
-
-    if args.sync_bn != 'none':
-        cfg.sync_bn = args.sync_bn
-
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise ConfigError(f'--resume checkpoint not found: '
-                              f'{args.resume!r}')
-        cfg.resume = True
-        cfg.load_from = args.resume
-    return cfg
+    from mmdet3d_equity.apis.runner import build_train_config
+    return build_train_config(
+        args.config, work_dir=args.work_dir, amp=args.amp,
+        auto_scale_lr=args.auto_scale_lr, sync_bn=args.sync_bn,
+        resume=args.resume, cfg_options=args.cfg_options,
+        launcher=args.launcher)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
+    from mmdet3d_equity.apis.runner import build_runner
     try:
-        cfg = build_cfg(args)
-    except ConfigError as e:
-        sys.exit(f'train.py: error: {e}')
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+        runner = build_runner(build_cfg(args))
+    except TOOL_ERRORS as e:
+        sys.exit(report_error('train.py', e))
     runner.train()
 
 

@@ -1,16 +1,14 @@
 # DatasetEquity on top of the stock mmdet3d config.
 # Only the lines below the _base_ differ from the baseline.
-# likelihood_file: written by
+# The likelihood file is written by
 #   python tools/compute_likelihoods.py THIS_CONFIG \
-#       --out data/kitti/equity_likelihoods.pkl
+#       --out data/kitti/equity_likelihoods.npz
 _base_ = 'mmdet3d::pointpillars/pointpillars_hv_secfpn_8xb6-160e_kitti-3d-3class.py'  # noqa: E501
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
-likelihood_file = 'data/kitti/equity_likelihoods.pkl'
-equity_eta, equity_gamma = 1.0, 5.0
 train_dataloader = dict(dataset=dict(
-    _delete_=True, type='EquityDataset', likelihood_file=likelihood_file,
-    eta=equity_eta, gamma=equity_gamma,
+    _delete_=True, type='EquityDataset',
+    likelihood_file='data/kitti/equity_likelihoods.npz',
     dataset={{_base_.train_dataloader.dataset}}))
 custom_hooks = [dict(type='EquityHook', loss=dict(
-    type='GeneralizedFocalLoss', eta=equity_eta, gamma=equity_gamma))]
+    type='GeneralizedFocalLoss', eta=1.0, gamma=5.0))]

@@ -2,17 +2,15 @@
 # (eta = 0.3 as the paper used for the CenterPoint head; CBGSDataset is kept
 #  inside the wrapper; sparse convolutions need a GPU.)
 # Only the lines below the _base_ differ from the baseline.
-# likelihood_file: written by
+# The likelihood file is written by
 #   python tools/compute_likelihoods.py THIS_CONFIG \
-#       --out data/nuscenes/equity_likelihoods.pkl
+#       --out data/nuscenes/equity_likelihoods.npz
 _base_ = 'mmdet3d::centerpoint/centerpoint_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py'  # noqa: E501
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
-likelihood_file = 'data/nuscenes/equity_likelihoods.pkl'
-equity_eta, equity_gamma = 0.3, 5.0
 train_dataloader = dict(dataset=dict(
-    _delete_=True, type='EquityDataset', likelihood_file=likelihood_file,
-    eta=equity_eta, gamma=equity_gamma,
+    _delete_=True, type='EquityDataset',
+    likelihood_file='data/nuscenes/equity_likelihoods.npz',
     dataset={{_base_.train_dataloader.dataset}}))
 custom_hooks = [dict(type='EquityHook', loss=dict(
-    type='GeneralizedFocalLoss', eta=equity_eta, gamma=equity_gamma))]
+    type='GeneralizedFocalLoss', eta=0.3, gamma=5.0))]

@@ -2,7 +2,8 @@
 # (`python tools/create_tiny_dataset.py nuscenes --out data/tiny_nuscenes`).
 # CPU-runnable: 0.8 m pillars (128 x 128 grid), a narrower backbone, the three
 # classes the tiny dataset has (car, bicycle, pedestrian) in two tasks, a
-# short schedule. Evaluates with the stock NuScenesMetric (v1.0-mini tables).
+# short schedule. Evaluates with NuScenesMetric (v1.0-mini tables) on the
+# whole val split and on slices (SliceMetric, docs/slices.md).
 # The data root can be moved with the environment variable EQUITY_TINY_NUS.
 _base_ = 'mmdet3d::centerpoint/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py'  # noqa: E501
 
@@ -90,9 +91,15 @@ val_dataloader = dict(
         data_prefix=data_prefix))
 test_dataloader = val_dataloader
 val_evaluator = dict(
-    type='NuScenesMetric', data_root=data_root,
-    ann_file=data_root + 'nuscenes_infos_val.pkl', metric='bbox',
-    backend_args=backend_args)
+    _delete_=True,
+    type='SliceMetric',
+    metric=dict(type='NuScenesMetric', data_root=data_root,
+                ann_file=data_root + 'nuscenes_infos_val.pkl', metric='bbox',
+                backend_args=backend_args),
+    slices=[dict(type='SliceFile', path=data_root + 'frame_modes.json'),
+            dict(type='SceneDescriptionSlices', data_root=data_root,
+                 version='v1.0-mini', prefix='scene_')],
+    groups='lt3d')
 test_evaluator = val_evaluator
 
 model = dict(

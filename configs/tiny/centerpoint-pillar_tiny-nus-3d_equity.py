@@ -4,7 +4,7 @@
 # (EQUITY_TINY_NUS, as in the base config); create it with
 #   python tools/compute_likelihoods.py \
 #       configs/tiny/centerpoint-pillar_tiny-nus-3d_equity.py \
-#       --out data/tiny_nuscenes/equity_likelihoods.pkl
+#       --out data/tiny_nuscenes/equity_likelihoods.npz
 # or point to another file with
 #   --cfg-options train_dataloader.dataset.likelihood_file=PATH
 # (eta = 0.3 as the paper used for the CenterPoint head; CBGSDataset stays
@@ -12,11 +12,9 @@
 _base_ = './centerpoint-pillar_tiny-nus-3d.py'
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
-likelihood_file = '{{$EQUITY_TINY_NUS:data/tiny_nuscenes}}/equity_likelihoods.pkl'  # noqa: E501
-equity_eta, equity_gamma = 0.3, 5.0
 train_dataloader = dict(dataset=dict(
-    _delete_=True, type='EquityDataset', likelihood_file=likelihood_file,
-    eta=equity_eta, gamma=equity_gamma,
+    _delete_=True, type='EquityDataset',
+    likelihood_file='{{$EQUITY_TINY_NUS:data/tiny_nuscenes}}/equity_likelihoods.npz',  # noqa: E501
     dataset={{_base_.train_dataloader.dataset}}))
 custom_hooks = [dict(type='EquityHook', loss=dict(
-    type='GeneralizedFocalLoss', eta=equity_eta, gamma=equity_gamma))]
+    type='GeneralizedFocalLoss', eta=0.3, gamma=5.0))]

@@ -1,7 +1,8 @@
 # A reduced PointPillars (3 classes) for the tiny synthetic KITTI dataset
 # (`python tools/create_tiny_dataset.py kitti --out data/tiny_kitti`).
 # Runs on CPU in minutes: smaller range (41 m x 41 m), 0.32 m pillars, a
-# narrower backbone, a short schedule. Evaluates with the stock KittiMetric.
+# narrower backbone, a short schedule. Evaluates with KittiMetric's values on
+# the whole val split and on the frame modes (SliceMetric, docs/slices.md).
 # The data root can be moved with the environment variable EQUITY_TINY_KITTI.
 _base_ = 'mmdet3d::pointpillars/pointpillars_hv_secfpn_8xb6-160e_kitti-3d-3class.py'  # noqa: E501
 
@@ -78,8 +79,12 @@ val_dataloader = dict(
         metainfo=metainfo))
 test_dataloader = val_dataloader
 val_evaluator = dict(
-    type='KittiMetric', ann_file=data_root + 'kitti_infos_val.pkl',
-    metric='bbox', backend_args=backend_args)
+    _delete_=True,
+    type='SliceMetric',
+    metric=dict(type='KittiCPUMetric', ann_file=data_root +
+                'kitti_infos_val.pkl', metric='bbox',
+                backend_args=backend_args),
+    slices=[dict(type='SliceFile', path=data_root + 'frame_modes.json')])
 test_evaluator = val_evaluator
 
 model = dict(

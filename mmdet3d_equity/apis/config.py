@@ -10,13 +10,19 @@ class ConfigError(ValueError):
     """A config file or option that cannot be used, with the fix."""
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+def load_config(path: str, cfg_options: Optional[dict] = None,
+                runner_options: bool = False) -> Config:
     """Load an MMEngine config like MMDetection3D's tools do.
 
     ``path`` is a file, or ``mmdet3d::<relative path>`` for a stock config
     shipped in the mmdet3d wheel. Raises :class:`ConfigError` naming the
-    problem when the file does not exist or does not parse.
+    problem when the file does not exist or does not parse, when
+    ``runner_options`` and a ``cfg_options`` key would not reach the Runner
+    (:func:`~mmdet3d_equity.apis.config_checks.check_runner_options`), or
+    when the model holds a loss that belongs elsewhere
+    (:func:`~mmdet3d_equity.apis.config_checks.check_model_losses`).
     """
+    from .config_checks import check_model_losses, check_runner_options
     if '::' not in path and not osp.isfile(path):
         raise ConfigError(
             f'config file not found: {path!r}. Give the path to an '
@@ -30,7 +36,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     except SyntaxError as e:
         raise ConfigError(f'config {path!r} is not valid Python: {e}') from e
     if cfg_options:
+        if runner_options:
+            check_runner_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
+    check_model_losses(cfg)
     cfg.setdefault('default_scope', 'mmdet3d')
     return cfg
 

@@ -5,7 +5,8 @@ be applied by sampling instead: every index i of the train dataset is drawn
 with probability W_i / sum_j W_j (with replacement), so the expected gradient
 of a batch equals the gradient of the W-weighted loss normalised by the mean
 weight (``normalisation='dataset'``), exactly in expectation. Use it *instead
-of* EquityHook's loss weighting, never together (EquityHook refuses that).
+of* EquityHook's loss weighting, never together (refused). The sampler owns
+eta and gamma in this mode (its ``loss``, a GeneralizedFocalLoss config).
 """
 import math
 from typing import Iterator, Optional
@@ -14,7 +15,7 @@ import torch
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
-from mmdet3d.registry import DATA_SAMPLERS
+from mmdet3d.registry import DATA_SAMPLERS, MODELS
 from .equity_dataset import find_equity_dataset
 
 
@@ -23,18 +24,52 @@ class EquityWeightedSampler(Sampler):
     """Weighted sampling with replacement, P(index i) proportional to W_i.
 
     Distributed: every rank draws the same global sequence (same seed and
-    epoch) and takes its own stride of it, like mmengine's DefaultSampler.
+    epoch) and takes its own stride of it, like mmengine's DefaultSampler, so
+    the ranks' k-th batches together are the k-th batch of one process with
+    the global batch size.
 
     Args:
         dataset: the train dataset; it must contain an EquityDataset (it may
             be the dataset itself or wrapped by RepeatDataset / CBGSDataset).
+        loss (dict): the GeneralizedFocalLoss that turns p into W (eta,
+            gamma); ``terms`` must be 'all' and ``normalisation`` 'dataset'
+            (sampling weights whole samples, and proportional sampling
+            realises the W-weighted loss divided by its mean). Defaults to
+            the paper's eta=1, gamma=5.
         seed (int, optional): synchronised across ranks when None.
         num_samples (int, optional): draws per epoch over all ranks;
             defaults to ``len(dataset)``.
     """
 
-    def __init__(self, dataset, seed: Optional[int] = None,
+    def __init__(self, dataset,
+                 loss: dict = dict(type='GeneralizedFocalLoss',
+                                   normalisation='dataset'),
+                 seed: Optional[int] = None,
                  num_samples: Optional[int] = None) -> None:
+        from mmdet3d_equity.models.losses import GeneralizedFocalLoss
+        if not isinstance(loss, dict) or 'type' not in loss:
+            raise TypeError(
+                'EquityWeightedSampler.loss must be a config dict like '
+                "dict(type='GeneralizedFocalLoss', eta=1.0, gamma=5.0, "
+                f"normalisation='dataset'), got {loss!r}")
+        self.gfl = MODELS.build(loss)
+        if not isinstance(self.gfl, GeneralizedFocalLoss):
+            raise TypeError(
+                'EquityWeightedSampler.loss must build a '
+                f'GeneralizedFocalLoss, got {type(self.gfl).__name__}')
+        if self.gfl.terms != 'all':
+            raise ValueError(
+                'EquityWeightedSampler: resampling weights whole samples, so '
+                f'GeneralizedFocalLoss.terms must be \'all\', got '
+                f'{self.gfl.terms!r}; weight single terms with the EquityHook '
+                'instead')
+        if self.gfl.normalisation != 'dataset':
+            raise ValueError(
+                'EquityWeightedSampler: drawing index i with probability '
+                'W_i / sum_j W_j realises the W-weighted loss divided by its '
+                "training-set mean, i.e. normalisation='dataset'; set it in "
+                'the sampler\'s loss (got '
+                f'normalisation={self.gfl.normalisation!r})')
         equity = find_equity_dataset(dataset)
         if equity is None:
             raise ValueError(
@@ -45,8 +80,9 @@ class EquityWeightedSampler(Sampler):
         self.rank, self.world_size = rank, world_size
         self.dataset = dataset
         self.seed = sync_random_seed() if seed is None else int(seed)
-        self.weights = torch.as_tensor(equity.index_weights(dataset),
-                                       dtype=torch.float64)
+        self.weights = torch.as_tensor(
+            self.gfl.raw_weight(equity.index_likelihoods(dataset)),
+            dtype=torch.float64)
         if self.weights.numel() != len(dataset):
             raise RuntimeError('EquityWeightedSampler: one weight per index '
                                'of the train dataset expected')
@@ -56,10 +92,7 @@ class EquityWeightedSampler(Sampler):
         self.num_samples = math.ceil(total / world_size)
         self.total_size = self.num_samples * world_size
         self.epoch = 0
-
-    @property
-    def probabilities(self) -> torch.Tensor:
-        return self.weights / self.weights.sum()
+        equity.claim('sampling', 'EquityWeightedSampler')
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator()

@@ -1,1 +1,1 @@
-from . import losses  # noqa: F401
+from . import head_adapters, losses  # noqa: F401

@@ -134,16 +134,48 @@ def _make_estimator(kind: str, params: dict, what: str, seed: Optional[int]):
         est = cls(**params)
     except TypeError as e:  # pragma: no cover - get_params covers this
         raise ScoringError(f'bad parameters for {what} {kind!r}: {e}') from e
+    _check_by_fitting(est, kind, params, what)
     return est
 
 
-def _fit(est, fn, x, what, kind):
-    from sklearn.utils._param_validation import InvalidParameterError
+#: integer parameters that need at least that many samples
+_SIZE_PARAMS = ('n_clusters', 'n_components', 'min_cluster_size',
+                'min_samples')
+
+
+def _check_by_fitting(est, kind: str, params: Mapping, what: str) -> None:
+    """Check the parameters the way scikit-learn does, with its public API:
+    fit a copy on a small random array that any valid parameters can fit
+    (enough samples for n_clusters / n_components / min_cluster_size,
+    enough features for PCA's n_components; one iteration unless max_iter
+    is given). scikit-learn validates parameters when fitting, so an error
+    here is a parameter error; raises ScoringError naming it."""
+    import warnings
+
+    from sklearn.base import clone
+    sizes = [int(v) for k, v in params.items() if k in _SIZE_PARAMS
+             and isinstance(v, (int, np.integer))
+             and not isinstance(v, bool) and v > 0]
+    k = max(sizes, default=2)
+    d = 8 + (k if kind == 'pca' and 'n_components' in params else 0)
+    x = np.random.default_rng(0).normal(size=(2 * (k + d) + 16, d))
+    probe = clone(est)
+    if 'max_iter' in probe.get_params() and 'max_iter' not in params:
+        probe.set_params(max_iter=1)
     try:
-        return fn(x)
-    except InvalidParameterError as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            probe.fit(x)
+    except (ValueError, TypeError) as e:
         raise ScoringError(f'invalid parameter for {what} {kind!r}: {e}') \
             from e
+
+
+def _fit(est, fn, x, what, kind):
+    """``fn(x)``; the parameters were checked by _check_by_fitting, so a
+    ValueError here is about the data."""
+    try:
+        return fn(x)
     except ValueError as e:
         raise ScoringError(f'{what} {kind!r} failed on {x.shape[0]} x '
                            f'{x.shape[1]} embeddings: {e}') from e
@@ -160,7 +192,8 @@ def _jsonable(v):
 
 
 def reduce_embeddings(x: np.ndarray, reducer: Optional[Mapping] = None,
-                      seed: Optional[int] = 0, logger=None
+                      seed: Optional[int] = 0, logger=None,
+                      return_estimator: bool = False
                       ) -> Tuple[np.ndarray, Optional[dict]]:
     """Reduce ``x`` (N, D) with PCA (or not); return (z, record).
 
@@ -173,7 +206,8 @@ def reduce_embeddings(x: np.ndarray, reducer: Optional[Mapping] = None,
     x = check_embeddings(x)
     kind, params = _split_cfg(reducer, REDUCER_TYPES, 'reducer')
     if kind == 'none':
-        return x, dict(type='none')
+        return (x, dict(type='none'), None) if return_estimator else \
+            (x, dict(type='none'))
     requested = params.get('n_components', None)
     limit = min(x.shape)
     if isinstance(requested, int) and requested > limit:
@@ -193,11 +227,12 @@ def reduce_embeddings(x: np.ndarray, reducer: Optional[Mapping] = None,
                   **{k: _jsonable(v) for k, v in est.get_params().items()})
     record['explained_variance_ratio_sum'] = float(
         np.sum(est.explained_variance_ratio_))
-    return z, record
+    return (z, record, est) if return_estimator else (z, record)
 
 
 def cluster_embeddings(z: np.ndarray, clusterer: Optional[Mapping] = None,
-                       seed: Optional[int] = 0
+                       seed: Optional[int] = 0,
+                       return_estimator: bool = False
                        ) -> Tuple[np.ndarray, dict]:
     """Cluster ``z`` (N, d); return (raw labels with -1 = noise, record).
 
@@ -234,7 +269,7 @@ def cluster_embeddings(z: np.ndarray, clusterer: Optional[Mapping] = None,
     if auto:
         record[auto_key + '_rule'] = 'auto: round(sqrt(N)/2), >= 2'
     record['num_noise'] = int((labels == -1).sum())
-    return labels, record
+    return (labels, record, est) if return_estimator else (labels, record)
 
 
 def validate_scoring_params(reducer: Optional[Mapping],
@@ -242,7 +277,6 @@ def validate_scoring_params(reducer: Optional[Mapping],
                             likelihood_def: str) -> None:
     """Check types, parameter names and values before any expensive work
     (embedding); raises ScoringError naming the problem."""
-    from sklearn.utils._param_validation import InvalidParameterError
     if likelihood_def not in LIKELIHOOD_DEFS:
         raise ScoringError(f'unknown likelihood definition {likelihood_def!r};'
                            f' choose one of {list(LIKELIHOOD_DEFS)}')
@@ -257,13 +291,7 @@ def validate_scoring_params(reducer: Optional[Mapping],
     for what, kind, params in checks:
         params = {k: (2 if v == 'auto' and k in ('n_clusters', 'n_components')
                       else v) for k, v in params.items()}
-        est = _make_estimator(kind, params, what, 0)
-        if hasattr(est, '_validate_params'):
-            try:
-                est._validate_params()
-            except InvalidParameterError as e:
-                raise ScoringError(f'invalid parameter for {what} {kind!r}: '
-                                   f'{e}') from e
+        _make_estimator(kind, params, what, 0)  # checks the values too
 
 
 def noise_to_singletons(labels) -> np.ndarray:
@@ -327,8 +355,9 @@ def score_embeddings(x, *, reducer: Optional[Mapping] = DEFAULT_REDUCER,
 
     Returns a dict with ``likelihood`` (float64, N), ``cluster_id`` (int64,
     noise as singletons), ``cluster_size`` (int64), ``raw_labels`` (-1 =
-    noise), ``reduced`` (float32, N x d), and the ``reducer``/``clusterer``
-    records (types + all parameters used).
+    noise), ``reduced`` (float32, N x d), the ``reducer``/``clusterer``
+    records (types + all parameters used) and ``scorer``, the
+    :class:`FittedScorer` that scores other samples against this fit.
     """
     if likelihood_def not in LIKELIHOOD_DEFS:
         raise ScoringError(f'unknown likelihood definition {likelihood_def!r};'
@@ -340,8 +369,11 @@ def score_embeddings(x, *, reducer: Optional[Mapping] = DEFAULT_REDUCER,
             'carries no information about these samples (e.g. a randomly '
             'initialised backbone whose features vanish at this input size, '
             'or blank inputs). Use a checkpoint or a larger --input-size.')
-    z, red_rec = reduce_embeddings(x, reducer, seed=seed, logger=logger)
-    raw, clu_rec = cluster_embeddings(z, clusterer, seed=seed)
+    z, red_rec, red_est = reduce_embeddings(x, reducer, seed=seed,
+                                            logger=logger,
+                                            return_estimator=True)
+    raw, clu_rec, clu_est = cluster_embeddings(z, clusterer, seed=seed,
+                                               return_estimator=True)
     cid = noise_to_singletons(raw)
     size = cluster_sizes(cid)
     if likelihood_def == 'density':
@@ -350,10 +382,12 @@ def score_embeddings(x, *, reducer: Optional[Mapping] = DEFAULT_REDUCER,
                                              space='reduced'))
     else:
         lik = size_likelihood(cid, likelihood_def)
+    scorer = FittedScorer.from_fit(red_est, clu_rec['type'], clu_est, z, raw,
+                                   likelihood_def, density_k)
     return dict(likelihood=np.asarray(lik, dtype=np.float64), cluster_id=cid,
                 cluster_size=size, raw_labels=raw, reduced=z,
                 reducer=red_rec, clusterer=clu_rec,
-                likelihood_def=likelihood_def)
+                likelihood_def=likelihood_def, scorer=scorer)
 
 
 def combine_camera_scores(per_camera: Mapping[str, Dict], op: str) -> Dict:
@@ -383,3 +417,278 @@ def combine_camera_scores(per_camera: Mapping[str, Dict], op: str) -> Dict:
                cluster_size=size[rows, rarest].astype(np.int64),
                rarest_camera=[cams[i] for i in rarest])
     return out
+
+
+# ------------------------------------------------------------ fitted scorer
+SCORER_FORMAT = 'mmdet3d_equity.scorer'
+SCORER_FORMAT_VERSION = 1
+#: DBSCAN metrics a saved scorer can reproduce (sklearn NearestNeighbors)
+SCORER_DBSCAN_METRICS = ('euclidean', 'minkowski', 'manhattan', 'chebyshev',
+                         'l1', 'l2', 'cityblock', 'cosine')
+
+
+class FittedScorer:
+    """The fitted reduction, clustering and likelihood definition of a
+    training split, scoring other samples (e.g. the val split) on the
+    training split's scale.
+
+    Scoring a sample x "against the fitted clustering": z = the training
+    PCA applied to x's embedding, then its cluster
+
+    * ``kmeans``: the nearest centre (``KMeans.predict``);
+    * ``gmm``: the most probable component (``GaussianMixture.predict``);
+    * ``dbscan``: the cluster of the nearest core sample if that lies within
+      ``eps`` (how DBSCAN admits a point to a cluster), else noise;
+    * ``hdbscan``: refused for 'largest' / 'fraction' (scikit-learn's HDBSCAN
+      cannot place new points); with 'density' the cluster fields are those
+      of the nearest training sample, for information only;
+
+    ``cluster_size`` = the number of training samples in that cluster; a
+    sample in no training cluster (noise, or an empty component) is a
+    singleton (size 1, a new cluster id), as training noise is. Then
+
+    * ``'largest'``: p = size / largest training cluster size;
+    * ``'fraction'``: p = size / number of training samples;
+    * ``'density'``: p = min_j r_j / r(x), r(x) the distance from z to its
+      k-th nearest training sample and min_j r_j the smallest such distance
+      of the training samples (to their k-th nearest other sample), capped
+      at 1; r(x) = 0 gives 1.
+    """
+
+    def __init__(self, kind: str, likelihood_def: str, settings: Mapping,
+                 arrays: Mapping[str, np.ndarray]):
+        self.kind = kind
+        self.likelihood_def = likelihood_def
+        self.settings = dict(settings)
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self.train_z = self.arrays['train_z']
+        self.train_raw = self.arrays['train_raw'].astype(np.int64)
+        self.train_cid = noise_to_singletons(self.train_raw)
+
+    # ---------------------------------------------------------- building
+    @classmethod
+    def from_fit(cls, pca_est, kind: str, clu_est, z, raw,
+                 likelihood_def: str, density_k: int = 10) -> 'FittedScorer':
+        """From the fitted sklearn estimators (``pca_est`` None without
+        reduction) and the training reduced embeddings / raw labels."""
+        z = np.asarray(z, dtype=np.float32)
+        arrays = dict(train_z=z, train_raw=np.asarray(raw, np.int64))
+        settings = dict(unsupported=None, has_pca=pca_est is not None)
+        if pca_est is not None:
+            arrays.update(pca_mean=pca_est.mean_,
+                          pca_components=pca_est.components_,
+                          pca_explained_variance=pca_est.explained_variance_)
+            settings['whiten'] = bool(pca_est.whiten)
+        if kind == 'kmeans':
+            arrays['kmeans_centers'] = clu_est.cluster_centers_
+        elif kind == 'gmm':
+            arrays.update(gmm_weights=clu_est.weights_,
+                          gmm_means=clu_est.means_,
+                          gmm_precisions_cholesky=clu_est.precisions_cholesky_)
+            settings['covariance_type'] = clu_est.covariance_type
+        elif kind == 'dbscan':
+            arrays['dbscan_core'] = np.asarray(clu_est.core_sample_indices_,
+                                               np.int64)
+            params = clu_est.get_params()
+            settings.update(eps=float(params['eps']), metric=params['metric'],
+                            p=params['p'])
+            if not isinstance(params['metric'], str) or params['metric'] \
+                    not in SCORER_DBSCAN_METRICS or params['metric_params']:
+                settings['unsupported'] = (
+                    f"DBSCAN metric {params['metric']!r} (metric_params "
+                    f"{params['metric_params']!r}) cannot be saved; use one of"
+                    f' {SCORER_DBSCAN_METRICS} without metric_params')
+        elif kind == 'hdbscan':
+            if likelihood_def != 'density':
+                settings['unsupported'] = (
+                    "scikit-learn's HDBSCAN cannot place new samples in a "
+                    'fitted clustering (it has no predict); score other '
+                    "splits with --clusterer kmeans/gmm/dbscan, or use "
+                    "--likelihood density (distance to the training samples)")
+        else:
+            raise ScoringError(f'unknown clusterer type {kind!r}')
+        if likelihood_def == 'density':
+            n = z.shape[0]
+            k_eff = int(min(max(1, density_k), n - 1)) if n > 1 else 0
+            rmin = 0.0
+            if k_eff:
+                from sklearn.neighbors import NearestNeighbors
+                r = NearestNeighbors(n_neighbors=k_eff + 1).fit(z) \
+                    .kneighbors(z)[0][:, -1].astype(np.float64)
+                rmin = float(r[r > 0].min()) if (r > 0).any() else 0.0
+            settings.update(density_k=int(density_k), k_eff=k_eff, rmin=rmin)
+        return cls(kind, likelihood_def, settings, arrays)
+
+    # ---------------------------------------------------------- applying
+    def check_usable(self):
+        if self.settings.get('unsupported'):
+            raise ScoringError('this scorer cannot score other samples: ' +
+                               self.settings['unsupported'])
+
+    def transform(self, x) -> np.ndarray:
+        """The training reduction (PCA) of embeddings ``x`` (N, D)."""
+        x = check_embeddings(x)
+        if not self.settings['has_pca']:
+            if x.shape[1] != self.train_z.shape[1]:
+                raise ScoringError(f'embeddings have dimension {x.shape[1]},'
+                                   f' the training ones '
+                                   f'{self.train_z.shape[1]}')
+            return x
+        mean = self.arrays['pca_mean']
+        if x.shape[1] != mean.shape[0]:
+            raise ScoringError(f'embeddings have dimension {x.shape[1]}, the '
+                               f'scorer was fitted on {mean.shape[0]}: embed '
+                               'with the same embedder as the training split')
+        z = (x - mean) @ self.arrays['pca_components'].T
+        if self.settings.get('whiten'):
+            z = z / np.sqrt(self.arrays['pca_explained_variance'])
+        return np.ascontiguousarray(z, dtype=np.float32)
+
+    def _gmm_log_prob(self, z) -> np.ndarray:
+        w = self.arrays['gmm_weights']
+        means = self.arrays['gmm_means']
+        pc = self.arrays['gmm_precisions_cholesky']
+        ctype = self.settings['covariance_type']
+        z = z.astype(np.float64)
+        n, d = z.shape
+        out = np.empty((n, len(w)))
+        for k in range(len(w)):
+            diff = z - means[k]
+            if ctype == 'full':
+                y, logdet = diff @ pc[k], np.log(np.diag(pc[k])).sum()
+            elif ctype == 'tied':
+                y, logdet = diff @ pc, np.log(np.diag(pc)).sum()
+            elif ctype == 'diag':
+                y, logdet = diff * pc[k], np.log(pc[k]).sum()
+            else:  # spherical
+                y, logdet = diff * pc[k], d * np.log(pc[k])
+            out[:, k] = -0.5 * (d * np.log(2 * np.pi) + (y * y).sum(1)) + \
+                logdet + np.log(w[k])
+        return out
+
+    def assign(self, z) -> np.ndarray:
+        """Raw cluster labels of reduced embeddings ``z`` (-1: none)."""
+        from sklearn.neighbors import NearestNeighbors
+        z = np.asarray(z, dtype=np.float32)
+        if self.kind == 'kmeans':
+            c = self.arrays['kmeans_centers'].astype(np.float64)
+            out = np.empty(len(z), np.int64)
+            for s in range(0, len(z), 1024):  # bounded memory
+                zz = z[s:s + 1024].astype(np.float64)
+                out[s:s + 1024] = ((zz[:, None, :] - c[None]) ** 2).sum(
+                    -1).argmin(1)
+            return out
+        if self.kind == 'gmm':
+            return self._gmm_log_prob(z).argmax(1).astype(np.int64)
+        if self.kind == 'dbscan':
+            core = self.arrays['dbscan_core']
+            if len(core) == 0:
+                return np.full(len(z), -1, np.int64)
+            nn = NearestNeighbors(n_neighbors=1, metric=self.settings[
+                'metric'], p=self.settings['p'] or 2).fit(self.train_z[core])
+            dist, idx = nn.kneighbors(z)
+            labels = self.train_raw[core[idx[:, 0]]]
+            return np.where(dist[:, 0] <= self.settings['eps'], labels,
+                            -1).astype(np.int64)
+        # hdbscan with 'density': the nearest training sample's cluster
+        idx = NearestNeighbors(n_neighbors=1).fit(self.train_z) \
+            .kneighbors(z)[1][:, 0]
+        return self.train_raw[idx]
+
+    def density(self, z) -> np.ndarray:
+        from sklearn.neighbors import NearestNeighbors
+        k = self.settings['k_eff']
+        if not k:
+            return np.ones(len(z))
+        r = NearestNeighbors(n_neighbors=k).fit(self.train_z) \
+            .kneighbors(np.asarray(z, np.float32))[0][:, -1].astype(
+                np.float64)
+        p = np.ones(len(z))
+        pos = r > 0
+        p[pos] = np.minimum(1.0, self.settings['rmin'] / r[pos])
+        return p
+
+    def score(self, x) -> Dict:
+        """Score embeddings ``x`` (N, D): ``likelihood``, ``cluster_id``
+        (training ids; new singletons get ids above them), ``cluster_size``
+        (training samples in the cluster, 1 for singletons), ``raw_labels``
+        (-1: in no training cluster), ``reduced``."""
+        self.check_usable()
+        z = self.transform(x)
+        raw = self.assign(z)
+        labels, counts = np.unique(self.train_raw[self.train_raw >= 0],
+                                   return_counts=True)
+        size_of = dict(zip(labels.tolist(), counts.tolist()))
+        size = np.array([size_of.get(int(r), 0) for r in raw], np.int64)
+        single = size == 0
+        cid = raw.copy()
+        start = int(self.train_cid.max()) + 1
+        cid[single] = np.arange(start, start + int(single.sum()))
+        size[single] = 1
+        if self.likelihood_def == 'largest':
+            lik = size / float(cluster_sizes(self.train_cid).max())
+        elif self.likelihood_def == 'fraction':
+            lik = size / float(len(self.train_cid))
+        else:
+            lik = self.density(z)
+        return dict(likelihood=np.asarray(lik, np.float64), cluster_id=cid,
+                    cluster_size=size, raw_labels=np.where(single, -1, raw),
+                    reduced=z)
+
+
+def save_scorer(path: str, scorers: Mapping[str, FittedScorer],
+                meta: Mapping, overwrite: bool = False) -> str:
+    """Write fitted scorers (one per camera, or one) and their provenance
+    to a ``.npz`` (arrays + one JSON string; no pickle)."""
+    import json
+
+    from ..fileio import atomic_savez
+    for s in scorers.values():
+        s.check_usable()
+    full = dict(meta, format=SCORER_FORMAT,
+                format_version=SCORER_FORMAT_VERSION, scorers=[])
+    arrays = {}
+    for i, (name, s) in enumerate(scorers.items()):
+        full['scorers'].append(dict(name=name, kind=s.kind,
+                                    likelihood_def=s.likelihood_def,
+                                    settings=s.settings))
+        for k, v in s.arrays.items():
+            arrays[f's{i}__{k}'] = v
+    arrays['meta'] = np.asarray(json.dumps(full, sort_keys=True,
+                                           default=_jsonable))
+    return atomic_savez(path, overwrite=overwrite, **arrays)
+
+
+def load_scorer(path: str):
+    """Read :func:`save_scorer`'s file; returns (scorers, meta)."""
+    import json
+    import os.path as osp
+    from collections import OrderedDict
+    if not osp.isfile(path):
+        raise ScoringError(f'scorer file {path} not found; write it with '
+                           'tools/compute_likelihoods.py ... --save-scorer')
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+        meta = json.loads(str(data.pop('meta')))
+    except (OSError, ValueError, KeyError) as e:
+        raise ScoringError(f'scorer file {path} cannot be read '
+                           f'({type(e).__name__}: {e}); write it again with '
+                           'tools/compute_likelihoods.py --save-scorer') from e
+    if meta.get('format') != SCORER_FORMAT or \
+            meta.get('format_version') != SCORER_FORMAT_VERSION:
+        raise ScoringError(f'{path} is not a version-{SCORER_FORMAT_VERSION} '
+                           f'{SCORER_FORMAT} file (format '
+                           f'{meta.get("format")!r}, version '
+                           f'{meta.get("format_version")!r})')
+    scorers = OrderedDict()
+    for i, s in enumerate(meta['scorers']):
+        pre = f's{i}__'
+        arrays = {k[len(pre):]: v for k, v in data.items()
+                  if k.startswith(pre)}
+        if 'train_z' not in arrays or 'train_raw' not in arrays:
+            raise ScoringError(f'scorer file {path} lacks the arrays of '
+                               f'scorer {s["name"]!r}')
+        scorers[s['name']] = FittedScorer(s['kind'], s['likelihood_def'],
+                                          s['settings'], arrays)
+    return scorers, meta

@@ -594,12 +594,21 @@ class ImageBackboneEmbedder:
     @torch.no_grad()
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled (N, D) float32 features of normalised (N, 3, H, W) images
-        already on the device."""
+        already on the device.
+
+        A single image is forwarded paired with a copy of itself: the CPU
+        convolution backend (oneDNN) computes a batch of one with other
+        kernels than larger batches (the last bit differs), and the
+        embeddings must not depend on the batch size (with this, they are
+        bitwise the same for every batch size on the CPU; tested)."""
+        n = x.shape[0]
+        if n == 1:
+            x = torch.cat([x, x])
         with self.options.autocast():
             out = self.model(x)
         if isinstance(out, (list, tuple)):
             out = out[-1]
-        vec = global_pool(out)
+        vec = global_pool(out)[:n]
         self.dim = int(vec.shape[1])
         return vec
 

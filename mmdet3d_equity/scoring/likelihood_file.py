@@ -1,49 +1,85 @@
 """The likelihood file: per-sample appearance likelihoods with provenance.
 
-Format (``format = 'mmdet3d_equity.likelihoods'``, ``format_version = 1``),
-a pickle written with :func:`mmengine.dump` (``.pkl``) holding a dict:
+Format ``'mmdet3d_equity.likelihoods'``, ``format_version`` 2: a NumPy
+``.npz`` archive without object arrays, so it is read with
+``numpy.load(allow_pickle=False)`` and loading it cannot run code. Members:
 
-=================  ============================================================
-key                value
-=================  ============================================================
-format             ``'mmdet3d_equity.likelihoods'``
-format_version     ``1``
-id_key             info field the ids come from: ``'sample_idx'`` or ``'token'``
-sample_ids         list[str], the dataset's own sample identities (unique)
-likelihood         float64 array (N,), values in [0, 1], finite
-cluster_id         int64 array (N,); noise points get their own unique ids
-cluster_size       int64 array (N,), >= 1
-fingerprint        :func:`dataset_fingerprint` of ``sample_ids``
-dataset            dict: type, data_root, ann_file, split, num_samples
-embedder           dict: how embeddings were made (model, checkpoint, ...)
-reducer            dict: reducer type + parameters (or None)
-clusterer          dict: clusterer type + parameters
-likelihood_def     ``'largest'``, ``'fraction'`` or ``'density'``
-aggregation        dict or None: how multi-camera samples were combined
-versions           dict: package versions
-created            ISO-8601 date and time (UTC)
-extra              dict, optional free-form provenance
-=================  ============================================================
+================  =============================================================
+member            content
+================  =============================================================
+``sample_ids``    str array (N,): the dataset's own sample identities (unique)
+``likelihood``    float64 (N,), values in [0, 1], finite
+``cluster_id``    int64 (N,); noise points get their own unique ids
+``cluster_size``  int64 (N,), >= 1
+``metadata``      0-d str array: a JSON object with the keys below
+``array/<k>``     arrays inside the metadata (e.g. ``extra['raw_labels']``),
+                  referenced there as ``{"__array__": "array/<k>"}``
+================  =============================================================
+
+Metadata (JSON; tuples become lists):
+
+===================  ==========================================================
+key                  value
+===================  ==========================================================
+format               ``'mmdet3d_equity.likelihoods'``
+format_version       ``2``
+id_key               info field the ids come from: ``'sample_idx'``/``'token'``
+fingerprint          :func:`dataset_fingerprint` of ``sample_ids`` (ids only;
+                     what ``EquityDataset`` compares with the train dataset)
+content_fingerprint  :func:`content_fingerprint`: the (id, p, cluster id,
+                     cluster size) rows and the settings that produced them
+dataset              dict: type, data_root, ann_file, split, num_samples
+embedder             dict: how embeddings were made (model, checkpoint, ...)
+reducer              dict: reducer type + parameters (or None)
+clusterer            dict: clusterer type + parameters
+likelihood_def       ``'largest'``, ``'fraction'`` or ``'density'``
+aggregation          dict or None: how multi-camera samples were combined
+versions             dict: package versions
+created              ISO-8601 date and time (UTC)
+extra                dict: free-form provenance (not fingerprinted)
+===================  ==========================================================
 
 Rows are aligned: row i of every array belongs to ``sample_ids[i]``.
+:func:`load_likelihood_file` returns a dict with the members and metadata
+keys above and checks both fingerprints, so a file whose likelihoods were
+edited or shuffled, or whose settings were changed, is refused.
+
+Files of format_version 1 (pickles written by earlier versions, ``.pkl``)
+are read only with ``allow_pickle=True``: a pickle can run arbitrary code
+when it is loaded, so open only files you trust, and convert them once with
+:func:`convert_likelihood_file` (``tools/convert_likelihoods.py``).
 """
 import datetime
-import os
+import hashlib
+import io
+import json
+import logging
 import os.path as osp
-import tempfile
+import pickle
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..fileio import atomic_write_bytes
 from .identity import dataset_fingerprint
 
 FORMAT = 'mmdet3d_equity.likelihoods'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_PICKLE_VERSION = 1
+DEFAULT_FILENAME = 'equity_likelihoods.npz'
 LIKELIHOOD_DEFS = ('largest', 'fraction', 'density')
+ARRAY_KEYS = ('sample_ids', 'likelihood', 'cluster_id', 'cluster_size')
+#: the settings covered by the content fingerprint, besides the rows
+SETTING_KEYS = ('id_key', 'dataset', 'embedder', 'reducer', 'clusterer',
+                'likelihood_def', 'aggregation')
 REQUIRED_KEYS = ('format', 'format_version', 'id_key', 'sample_ids',
                  'likelihood', 'cluster_id', 'cluster_size', 'fingerprint',
-                 'dataset', 'embedder', 'reducer', 'clusterer',
-                 'likelihood_def', 'aggregation', 'versions', 'created')
+                 'content_fingerprint', 'dataset', 'embedder', 'reducer',
+                 'clusterer', 'likelihood_def', 'aggregation', 'versions',
+                 'created')
+_ZIP_MAGIC = b'PK\x03\x04'
+_ARRAY_REF = '__array__'
+_ARRAY_PREFIX = 'array/'
 
 
 class LikelihoodFileError(ValueError):
@@ -62,24 +98,118 @@ def package_versions() -> Dict[str, str]:
     return out
 
 
-def atomic_dump(obj, path: str, file_format: Optional[str] = None) -> None:
-    """Write ``obj`` with :func:`mmengine.dump` to a temp file, then rename."""
-    import mmengine
-    directory = osp.dirname(osp.abspath(path)) or '.'
-    os.makedirs(directory, exist_ok=True)
-    fmt = file_format or osp.splitext(path)[1].lstrip('.')
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp', dir=directory)
-    os.close(fd)
-    try:
-        mmengine.dump(obj, tmp, file_format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+# --------------------------------------------------------------- JSON form
+def _plain(obj, where: str):
+    """``obj`` as JSON types (numpy scalars -> Python, tuples/arrays ->
+    lists); refuses what JSON cannot hold, naming where it is."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, np.integer)) and not isinstance(obj, bool):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        if not np.isfinite(v):
+            raise LikelihoodFileError(
+                f'likelihood record: {where} is {v}, which JSON cannot '
+                'store; record it as a string or None')
+        return v
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise LikelihoodFileError(
+                    f'likelihood record: {where} has the key {k!r} of type '
+                    f'{type(k).__name__}; metadata keys must be strings')
+            out[k] = _plain(v, f'{where}[{k!r}]')
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f'{where}[{i}]') for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise LikelihoodFileError(
+                f'likelihood record: {where} is an object array, which only '
+                'pickle can store; give a numeric or string array')
+        return _plain(obj.tolist(), where)
+    raise LikelihoodFileError(
+        f'likelihood record: {where} is a {type(obj).__name__}, which a '
+        'likelihood file cannot store; give numbers, strings, lists, dicts '
+        'or arrays')
 
 
+def _canonical_json(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(',', ':'),
+                      ensure_ascii=True, allow_nan=False).encode('ascii')
+
+
+def content_fingerprint(record: Mapping) -> str:
+    """sha256 of the record's content: its rows and the settings that made
+    them.
+
+    The hashed text is the canonical JSON (sorted keys, ``(',', ':')``
+    separators, ASCII, no NaN) of ``{"format": FORMAT, "rows": [[id, p,
+    cluster_id, cluster_size], ...] sorted by id, "settings": {k:
+    record[k] for k in SETTING_KEYS}}`` with floats written as Python's
+    shortest round-trip ``repr`` (exact for float64) and tuples as lists.
+    Independent of the row order, like :func:`dataset_fingerprint`; any
+    change of a likelihood, a cluster assignment, the pairing of ids and
+    likelihoods, or a setting changes it. ``versions``, ``created`` and
+    ``extra`` are not covered.
+    """
+    ids = [str(s) for s in record['sample_ids']]
+    lik = np.asarray(record['likelihood'], dtype=np.float64)
+    cid = np.asarray(record['cluster_id'], dtype=np.int64)
+    size = np.asarray(record['cluster_size'], dtype=np.int64)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    rows = [[ids[i], float(lik[i]), int(cid[i]), int(size[i])]
+            for i in order]
+    settings = {k: _plain(record.get(k), k) for k in SETTING_KEYS}
+    blob = _canonical_json(dict(format=FORMAT, rows=rows, settings=settings))
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _encode(obj, arrays: Dict[str, np.ndarray], where: str):
+    """JSON form of the metadata with numeric/string arrays moved out into
+    ``arrays`` (exact dtype kept) and referenced by name."""
+    if isinstance(obj, np.ndarray) and obj.dtype != object:
+        name = f'{_ARRAY_PREFIX}{len(arrays)}'
+        arrays[name] = obj
+        return {_ARRAY_REF: name}
+    if isinstance(obj, Mapping):
+        if _ARRAY_REF in obj:
+            raise LikelihoodFileError(
+                f'likelihood record: {where} uses the reserved key '
+                f'{_ARRAY_REF!r}')
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                _plain({k: v}, where)  # raises, naming the key
+            out[k] = _encode(v, arrays, f'{where}[{k!r}]')
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v, arrays, f'{where}[{i}]')
+                for i, v in enumerate(obj)]
+    return _plain(obj, where)
+
+
+def _decode(obj, members: Mapping[str, np.ndarray], source: str):
+    if isinstance(obj, dict):
+        if set(obj) == {_ARRAY_REF}:
+            name = obj[_ARRAY_REF]
+            if name not in members:
+                raise LikelihoodFileError(
+                    f'likelihood file {source}: metadata refers to the '
+                    f'missing member {name!r}; the file is damaged, '
+                    'recompute it')
+            return members[name]
+        return {k: _decode(v, members, source) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, members, source) for v in obj]
+    return obj
+
+
+# ------------------------------------------------------------------ record
 def build_record(sample_ids: Sequence, likelihood, cluster_id, cluster_size,
                  *, id_key: str, dataset: Mapping, embedder: Mapping,
                  reducer: Optional[Mapping], clusterer: Mapping,
@@ -106,84 +236,223 @@ def build_record(sample_ids: Sequence, likelihood, cluster_id, cluster_size,
             timespec='seconds'),
         extra=dict(extra or {}),
     )
+    _validate_rows(record, '<new record>')
+    record['content_fingerprint'] = content_fingerprint(record)
     validate_record(record, source='<new record>')
+    encode_record(record)  # everything can be stored (else: which key)
     return record
 
 
-def validate_record(record: Mapping, source: str) -> None:
-    """Raise :class:`LikelihoodFileError` naming ``source`` and the problem."""
-    def fail(msg):
-        raise LikelihoodFileError(f'likelihood file {source}: {msg}')
+def _fail(source: str, msg: str):
+    raise LikelihoodFileError(f'likelihood file {source}: {msg}')
 
+
+def _validate_rows(record: Mapping, source: str) -> None:
+    """The checks that do not need the fingerprints."""
     if not isinstance(record, Mapping):
-        fail(f'expected a dict, got {type(record).__name__}; write it with '
-             'tools/compute_likelihoods.py')
+        _fail(source, f'expected a dict, got {type(record).__name__}; write '
+              'it with tools/compute_likelihoods.py')
     if record.get('format') != FORMAT:
-        fail(f'not an mmdet3d-equity likelihood file (format='
-             f'{record.get("format")!r}); write it with '
-             'tools/compute_likelihoods.py')
-    if record.get('format_version') != FORMAT_VERSION:
-        fail(f'format_version {record.get("format_version")!r} is not '
-             f'supported (expected {FORMAT_VERSION}); recompute it with this '
-             'version of tools/compute_likelihoods.py')
-    missing = [k for k in REQUIRED_KEYS if k not in record]
+        _fail(source, f'not an mmdet3d-equity likelihood file (format='
+              f'{record.get("format")!r}); write it with '
+              'tools/compute_likelihoods.py')
+    missing = [k for k in REQUIRED_KEYS
+               if k not in record and k != 'content_fingerprint']
     if missing:
-        fail(f'missing keys {missing}')
+        _fail(source, f'missing keys {missing}')
     ids = record['sample_ids']
     n = len(ids)
     if n == 0:
-        fail('holds no samples')
+        _fail(source, 'holds no samples')
     if len(set(ids)) != n:
-        fail('sample_ids are not unique')
+        _fail(source, 'sample_ids are not unique')
     for key in ('likelihood', 'cluster_id', 'cluster_size'):
         arr = np.asarray(record[key])
         if arr.shape != (n, ):
-            fail(f'{key} has shape {arr.shape}, expected ({n},) to match '
-                 'sample_ids')
+            _fail(source, f'{key} has shape {arr.shape}, expected ({n},) to '
+                  'match sample_ids')
     lik = np.asarray(record['likelihood'], dtype=np.float64)
     bad = ~np.isfinite(lik)
     if bad.any():
-        fail(f'{int(bad.sum())} likelihood(s) are NaN/inf (first sample id: '
-             f'{ids[int(np.flatnonzero(bad)[0])]!r}); recompute the file')
+        _fail(source, f'{int(bad.sum())} likelihood(s) are NaN/inf (first '
+              f'sample id: {ids[int(np.flatnonzero(bad)[0])]!r}); recompute '
+              'the file')
     if (lik < 0).any() or (lik > 1).any():
-        fail('likelihoods must lie in [0, 1]')
+        _fail(source, 'likelihoods must lie in [0, 1]')
     if (np.asarray(record['cluster_size']) < 1).any():
-        fail('cluster_size must be >= 1')
+        _fail(source, 'cluster_size must be >= 1')
     if record['likelihood_def'] not in LIKELIHOOD_DEFS:
-        fail(f'likelihood_def {record["likelihood_def"]!r} is not one of '
-             f'{LIKELIHOOD_DEFS}')
-    if record['fingerprint'] != dataset_fingerprint(ids):
-        fail('fingerprint does not match its own sample_ids (the file was '
-             'edited or corrupted); recompute it')
+        _fail(source, f'likelihood_def {record["likelihood_def"]!r} is not '
+              f'one of {LIKELIHOOD_DEFS}')
+
+
+def validate_record(record: Mapping, source: str) -> None:
+    """Raise :class:`LikelihoodFileError` naming ``source`` and the problem
+    (structure, values, the ids-only fingerprint and the content
+    fingerprint)."""
+    _validate_rows(record, source)
+    if record.get('format_version') != FORMAT_VERSION:
+        _fail(source, f'format_version {record.get("format_version")!r} is '
+              f'not supported (expected {FORMAT_VERSION}); recompute it '
+              'with this version of tools/compute_likelihoods.py')
+    if 'content_fingerprint' not in record:
+        _fail(source, "missing keys ['content_fingerprint']")
+    if record['fingerprint'] != dataset_fingerprint(record['sample_ids']):
+        _fail(source, 'fingerprint does not match its own sample_ids (the '
+              'file was edited or corrupted); recompute it')
+    if record['content_fingerprint'] != content_fingerprint(record):
+        _fail(source, 'content fingerprint does not match the content: the '
+              'likelihoods, cluster assignments or settings were changed '
+              'after the file was written (or the file is corrupted); '
+              'recompute it with tools/compute_likelihoods.py')
+
+
+# -------------------------------------------------------------- save/load
+def encode_record(record: Mapping) -> Dict[str, np.ndarray]:
+    """The ``.npz`` members of a validated record (no object arrays)."""
+    arrays: Dict[str, np.ndarray] = {}
+    meta = {k: v for k, v in record.items() if k not in ARRAY_KEYS}
+    meta_json = _encode(meta, arrays, 'record')
+    members = dict(
+        sample_ids=np.asarray([str(s) for s in record['sample_ids']],
+                              dtype=str),
+        likelihood=np.asarray(record['likelihood'], dtype=np.float64),
+        cluster_id=np.asarray(record['cluster_id'], dtype=np.int64),
+        cluster_size=np.asarray(record['cluster_size'], dtype=np.int64),
+        metadata=np.asarray(json.dumps(meta_json, sort_keys=True,
+                                       allow_nan=False)))
+    members.update(arrays)
+    return members
 
 
 def save_likelihood_file(record: Mapping, path: str,
                          overwrite: bool = False) -> str:
-    """Validate and write ``record`` atomically; refuse to overwrite."""
+    """Validate ``record`` and write it as ``.npz`` atomically, with the
+    umask's permissions; refuse to replace an existing file unless
+    ``overwrite`` (:class:`mmdet3d_equity.fileio.OutputExistsError`)."""
     validate_record(record, source=path)
-    if osp.exists(path) and not overwrite:
-        raise FileExistsError(
-            f'likelihood file {path} already exists; pass overwrite=True '
-            '(--overwrite on the command line) to replace it, or choose '
-            'another --out')
-    atomic_dump(dict(record), path, file_format='pkl')
+    buf = io.BytesIO()
+    np.savez(buf, **encode_record(record))
+    atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
     return path
 
 
-def load_likelihood_file(path: str) -> dict:
-    """Load and validate a likelihood file."""
-    import mmengine
+def _read_npz(path: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            members = {k: z[k] for k in z.files}
+    except ValueError as e:  # an object array (needs pickle) or bad data
+        _fail(path, f'cannot be read without pickle or is damaged ({e}); '
+              'recompute it with tools/compute_likelihoods.py')
+    except Exception as e:
+        _fail(path, f'cannot be read ({type(e).__name__}: {e}); recompute '
+              'it with tools/compute_likelihoods.py')
+    absent = [k for k in ARRAY_KEYS + ('metadata', ) if k not in members]
+    if absent:
+        _fail(path, f'not an mmdet3d-equity likelihood file (.npz members '
+              f'{absent} missing); write it with tools/compute_likelihoods.py')
+    unknown = [k for k in members if k not in ARRAY_KEYS + ('metadata', )
+               and not k.startswith(_ARRAY_PREFIX)]
+    if unknown:
+        _fail(path, f'unexpected .npz members {unknown}; the file was not '
+              'written by tools/compute_likelihoods.py, recompute it')
+    kinds = dict(sample_ids='U', likelihood='f', cluster_id='iu',
+                 cluster_size='iu', metadata='U')
+    for k, kind in kinds.items():
+        if members[k].dtype.kind not in kind:
+            _fail(path, f'member {k!r} has dtype {members[k].dtype}; the '
+                  'file is damaged, recompute it')
+    try:
+        meta = json.loads(str(members['metadata'][()]))
+    except (ValueError, IndexError) as e:
+        _fail(path, f'its metadata is not valid JSON ({e}); the file is '
+              'damaged, recompute it')
+    if not isinstance(meta, dict):
+        _fail(path, 'its metadata is not a JSON object; the file is '
+              'damaged, recompute it')
+    record = _decode(meta, members, path)
+    record.update(
+        sample_ids=[str(s) for s in members['sample_ids'].tolist()],
+        likelihood=members['likelihood'].astype(np.float64),
+        cluster_id=members['cluster_id'].astype(np.int64),
+        cluster_size=members['cluster_size'].astype(np.int64))
+    return record
+
+
+def _read_legacy_pickle(path: str) -> dict:
+    """A format_version 1 pickle (trusted by the caller)."""
+    try:
+        with open(path, 'rb') as f:
+            record = pickle.load(f)
+    except Exception as e:
+        _fail(path, f'cannot be read as a legacy pickle ({type(e).__name__}:'
+              f' {e}); recompute it with tools/compute_likelihoods.py')
+    _validate_rows(record, path)
+    if record.get('format_version') != LEGACY_PICKLE_VERSION:
+        _fail(path, f'a pickle with format_version '
+              f'{record.get("format_version")!r}; only format_version '
+              f'{LEGACY_PICKLE_VERSION} files were pickles')
+    if record['fingerprint'] != dataset_fingerprint(record['sample_ids']):
+        _fail(path, 'fingerprint does not match its own sample_ids (the '
+              'file was edited or corrupted); recompute it')
+    record = dict(record, format_version=FORMAT_VERSION,
+                  extra=dict(record.get('extra') or {}))
+    record['content_fingerprint'] = content_fingerprint(record)
+    from mmengine.logging import print_log
+    print_log(f'likelihood file {path}: read a legacy pickle '
+              f'(format_version {LEGACY_PICKLE_VERSION}) because '
+              'allow_pickle=True; its content cannot be verified (it has no '
+              'content fingerprint). Convert it once with `python '
+              'tools/convert_likelihoods.py` and use the .npz.', 'current',
+              logging.WARNING)
+    return record
+
+
+def _is_pickle(head: bytes) -> bool:
+    # protocol 2+ starts with PROTO (0x80); protocol 0/1 dicts with '(' or
+    # '}' (EMPTY_DICT / MARK)
+    return head[:1] in (b'\x80', b'(', b'}')
+
+
+def load_likelihood_file(path: str, allow_pickle: bool = False) -> dict:
+    """Load and validate a likelihood file.
+
+    Returns a dict with the keys of the module docstring (members and
+    metadata). Both fingerprints are checked. A legacy pickle (format 1) is
+    refused before anything in it is read unless ``allow_pickle=True`` (only
+    for files you trust: loading a pickle can run code)."""
     if not osp.isfile(path):
         raise LikelihoodFileError(
             f'likelihood file {path} not found; create it with '
             '`python tools/compute_likelihoods.py CONFIG --out ' + path + '`')
-    try:
-        record = mmengine.load(path, file_format='pkl')
-    except Exception as e:
-        raise LikelihoodFileError(
-            f'likelihood file {path} cannot be read ({type(e).__name__}: '
-            f'{e}); recompute it with tools/compute_likelihoods.py') from e
-    validate_record(record, source=path)
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if head == _ZIP_MAGIC:
+        record = _read_npz(path)
+        validate_record(record, source=path)
+        return record
+    if _is_pickle(head):
+        if not allow_pickle:
+            _fail(path, 'is a pickle (a likelihood file of format_version 1 '
+                  'written by an earlier version). Pickles can run code '
+                  'when they are loaded, so they are not read by default. '
+                  'Recompute the file with tools/compute_likelihoods.py, or, '
+                  'if you trust it, convert it once: `python '
+                  f'tools/convert_likelihoods.py {path} NEW.npz '
+                  '--allow-pickle` (Python: load_likelihood_file(path, '
+                  'allow_pickle=True))')
+        return _read_legacy_pickle(path)
+    _fail(path, 'is not a likelihood file (neither a .npz archive nor a '
+          'legacy pickle); write it with tools/compute_likelihoods.py')
+
+
+def convert_likelihood_file(src: str, dst: str, allow_pickle: bool = False,
+                            overwrite: bool = False) -> dict:
+    """Rewrite a likelihood file (e.g. a trusted legacy ``.pkl``, with
+    ``allow_pickle=True``) in the current ``.npz`` format."""
+    record = load_likelihood_file(src, allow_pickle=allow_pickle)
+    record['extra'] = dict(record['extra'], converted_from=osp.abspath(src))
+    save_likelihood_file(record, dst, overwrite=overwrite)
     return record
 
 

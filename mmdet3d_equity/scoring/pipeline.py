@@ -1,7 +1,7 @@
 """End to end: dataset config -> embeddings -> clusters -> likelihood file.
 
 :func:`compute_likelihoods` is what ``tools/compute_likelihoods.py`` runs.
-Outputs, next to ``out`` (``<stem>`` = ``out`` without ``.pkl``):
+Outputs, next to ``out`` (``<stem>`` = ``out`` without ``.npz``):
 
 * ``out``                  the likelihood file (see likelihood_file.py)
 * ``<stem>.csv``           sample_id, likelihood, cluster_id, cluster_size,
@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import os.path as osp
-import tempfile
+from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -30,16 +30,49 @@ from .clustering import (DEFAULT_CLUSTERER, DEFAULT_LIKELIHOOD,
                          validate_scoring_params)
 from .dataset_source import TrainSplit
 from .dist import dist_info, gather_rows, shard_indices
-from .likelihood_file import atomic_dump, build_record, save_likelihood_file
+from ..fileio import (OutputExistsError, atomic_write_json,
+                      atomic_write_text, check_output_dir)
+from .likelihood_file import build_record, save_likelihood_file
 
 CAMERA_AGGREGATIONS = ('concat', 'mean', 'likelihood-min', 'likelihood-mean')
 EMBEDDERS = ('image', 'detector')
 
 
 def output_paths(out: str) -> Dict[str, str]:
-    stem = out[:-4] if out.endswith('.pkl') else out
+    """Every file a run with likelihood file ``out`` writes (``log``: the
+    command-line tool's log)."""
+    stem = out[:-4] if out.endswith('.npz') else out
     return dict(record=out, csv=stem + '.csv',
-                summary=stem + '_summary.json', figures=stem + '_figures')
+                summary=stem + '_summary.json', figures=stem + '_figures',
+                log=stem + '.log')
+
+
+def check_outputs(out: str, overwrite: bool = False, figures: bool = True,
+                  cache_dir: Optional[str] = None,
+                  include_log: bool = False) -> Dict[str, str]:
+    """Before any work: ``out`` names a ``.npz``, its directory (and the
+    cache directory) can be written, and no output exists unless
+    ``overwrite``. Raises ScoringError / OutputError / OutputExistsError
+    naming the problem; nothing is created but the directories."""
+    if not out.endswith('.npz'):
+        raise ScoringError(f'--out must end with .npz (likelihood files are '
+                           f'NumPy archives), got {out!r}')
+    paths = output_paths(out)
+    if not overwrite:
+        names = ['record', 'csv', 'summary'] + (['log'] if include_log
+                                                else [])
+        exists = [paths[k] for k in names if osp.lexists(paths[k])]
+        if figures and osp.isdir(paths['figures']) and \
+                os.listdir(paths['figures']):
+            exists.append(paths['figures'])
+        if exists:
+            raise OutputExistsError(
+                f'output(s) {exists} already exist; pass --overwrite '
+                '(overwrite=True) to replace them, or choose another --out')
+    check_output_dir(osp.dirname(osp.abspath(out)), 'output')
+    if cache_dir:
+        check_output_dir(cache_dir, 'embedding cache')
+    return paths
 
 
 def get_logger(log_file: Optional[str] = None):
@@ -53,21 +86,6 @@ def get_logger(log_file: Optional[str] = None):
 def _key(obj) -> str:
     blob = json.dumps(obj, sort_keys=True, default=str).encode('utf-8')
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    d = osp.dirname(osp.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp', dir=d)
-    try:
-        with os.fdopen(fd, 'w', newline='') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # ------------------------------------------------------------ embeddings
@@ -199,7 +217,8 @@ def score_split(emb: np.ndarray, ids: Sequence[str], cameras,
         res = score_embeddings(emb[:, 0], **kw)
         agg = None if cameras is None else dict(cameras=list(cameras),
                                                 mode='single')
-        return dict(res, aggregation=agg)
+        return dict(res, aggregation=agg,
+                    scorers={'embedding': res['scorer']})
     if camera_aggregation not in CAMERA_AGGREGATIONS:
         raise ScoringError(f'{c} cameras per sample need --camera-aggregation'
                            f' in {CAMERA_AGGREGATIONS}, got '
@@ -207,11 +226,13 @@ def score_split(emb: np.ndarray, ids: Sequence[str], cameras,
     if camera_aggregation == 'concat':
         res = score_embeddings(emb.reshape(n, c * d), **kw)
         return dict(res, aggregation=dict(cameras=list(cameras),
-                                          mode='concat', level='embedding'))
+                                          mode='concat', level='embedding'),
+                    scorers={'embedding': res['scorer']})
     if camera_aggregation == 'mean':
         res = score_embeddings(emb.mean(axis=1), **kw)
         return dict(res, aggregation=dict(cameras=list(cameras), mode='mean',
-                                          level='embedding'))
+                                          level='embedding'),
+                    scorers={'embedding': res['scorer']})
     per_cam = {cam: score_embeddings(emb[:, ci], **kw)
                for ci, cam in enumerate(cameras)}
     op = camera_aggregation.split('-')[1]
@@ -224,6 +245,7 @@ def score_split(emb: np.ndarray, ids: Sequence[str], cameras,
         likelihood=r['likelihood'], cluster_id=r['cluster_id'],
         cluster_size=r['cluster_size']) for cam, r in per_cam.items()}
     res['rarest_camera'] = comb['rarest_camera']
+    res['scorers'] = {cam: r['scorer'] for cam, r in per_cam.items()}
     res['reducer'] = {cam: r['reducer'] for cam, r in per_cam.items()}
     res['clusterer'] = dict(first['clusterer'], per_camera={
         cam: r['clusterer'] for cam, r in per_cam.items()})
@@ -268,7 +290,8 @@ def write_csv(record: Mapping, path: str, eta: float, gamma: float) -> None:
                                 record['cluster_id'], record['cluster_size'],
                                 w):
         wr.writerow([sid, repr(float(p)), int(c), int(s), repr(float(wi))])
-    _atomic_write_text(path, buf.getvalue())
+    # checked up front by check_outputs (refused unless --overwrite)
+    atomic_write_text(path, buf.getvalue(), overwrite=True)
 
 
 # ------------------------------------------------------------------ main
@@ -293,12 +316,22 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
                         use_cache: bool = True, overwrite: bool = False,
                         eta: float = 1.0, gamma: float = 5.0,
                         figures: bool = True, cfg_options=None,
+                        save_scorer: bool = False,
+                        score_splits: Sequence[str] = (),
+                        slice_file: Optional[str] = None,
                         logger=None) -> Optional[dict]:
     """Score the training split of ``config`` and write the outputs.
 
     ``config`` is a path (or an mmengine Config). Runs distributed when
     mmengine.dist is initialised: every rank embeds its shard, rank 0
     clusters and writes; returns the record on rank 0, None elsewhere.
+
+    ``save_scorer``: also write ``<stem>_scorer.npz``, the fitted reduction
+    and clustering, to score other splits later (tools/score_split.py).
+    ``score_splits`` (e.g. ``('val',)``): score those splits against the
+    training fit in this run (``<stem>_<split><ext>`` + ``.csv``).
+    ``slice_file``: report (log, ``<stem>_slices.json``, figure) the
+    likelihood of each slice's samples (e.g. frame_modes.json).
     """
     from mmengine.config import Config
     from ..apis.config import ConfigError, load_config
@@ -307,14 +340,17 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
     rank, world = dist_info()
     equity_weight(0.5, eta, gamma)  # validate eta / gamma early
     validate_scoring_params(reducer, clusterer, likelihood_def)  # fail fast
-    paths = output_paths(out)
-    if not out.endswith('.pkl'):
-        raise ScoringError(f'--out must end with .pkl, got {out!r}')
+    extra_outputs = _check_scorer_options(out, clusterer, likelihood_def,
+                                          save_scorer, score_splits,
+                                          slice_file)
+    if cache_dir is None:
+        cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
+    paths = check_outputs(out, overwrite, figures,
+                          cache_dir if use_cache else None)
     if not overwrite:
-        exists = [p for k, p in paths.items() if k != 'figures' and
-                  osp.exists(p)]
+        exists = [p for p in extra_outputs if osp.lexists(p)]
         if exists:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f'output(s) {exists} already exist; pass --overwrite '
                 '(overwrite=True) to replace them, or choose another --out')
     if isinstance(config, Config):
@@ -330,6 +366,8 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
         raise ScoringError(f'unknown camera aggregation '
                            f'{camera_aggregation!r}; choose one of '
                            f'{CAMERA_AGGREGATIONS}')
+    from .split_scoring import check_split_names
+    score_splits = check_split_names(cfg, score_splits)
     split = TrainSplit(cfg, img_prefix=img_prefix, logger=logger)
     logger.info(f'training split: {split.type}, {len(split)} samples '
                 f'(ann_file {split.ann_file}, wrappers {split.wrappers})')
@@ -360,10 +398,17 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
         raise ScoringError('--cameras applies to the image embedder only; '
                            'the detector embedder sees what its test '
                            'pipeline loads')
-    if cache_dir is None:
-        cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
     emb = embed_split(split, emb_model, cams, img_prefix, cache_dir,
                       use_cache, logger)
+    others = OrderedDict()
+    for name in score_splits:  # every rank embeds its shard
+        from .split_scoring import EvalSplit
+        esplit = EvalSplit(cfg, name, img_prefix=img_prefix, logger=logger)
+        logger.info(f'{name} split: {esplit.type}, {len(esplit)} samples '
+                    f'(ann_file {esplit.ann_file})')
+        others[name] = (esplit, embed_split(esplit, emb_model, cams,
+                                            img_prefix, cache_dir, use_cache,
+                                            logger))
     if rank != 0:
         return None
     logger.info(f'embeddings {emb.shape}; clustering with reducer={reducer}'
@@ -388,14 +433,90 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
         extra=extra)
     save_likelihood_file(record, out, overwrite=overwrite)
     write_csv(record, paths['csv'], eta, gamma)
-    atomic_dump(summarize(record, eta, gamma), paths['summary'],
-                file_format='json')
+    atomic_write_json(paths['summary'], summarize(record, eta, gamma),
+                      overwrite=overwrite)
     logger.info(f'likelihood file written: {out} (+ {paths["csv"]}, '
                 f'{paths["summary"]})')
     if figures:
         from ..visualization.scoring_plots import save_scoring_figures
         figs = save_scoring_figures(record, res['reduced'], split,
                                     paths['figures'], eta=eta, gamma=gamma,
-                                    cameras=cams, img_prefix=img_prefix)
+                                    cameras=cams, img_prefix=img_prefix,
+                                    overwrite=overwrite)
         logger.info(f'figures: {sorted(figs.values())}')
+    if save_scorer or others or slice_file:
+        _scorer_outputs(
+            out, record, res, split, emb_model, cams, img_prefix, others,
+            slice_file, save_scorer, overwrite, eta, gamma, figures, paths,
+            config_path, likelihood_def, density_k,
+            dict(embedder=embedder, backbone=backbone, checkpoint=checkpoint,
+                 input_size=list(input_size) if isinstance(
+                     input_size, (list, tuple)) else input_size,
+                 resize=resize, detector_config=detector_config,
+                 detector_checkpoint=detector_checkpoint, seed=int(seed)),
+            logger)
     return record
+
+
+def _check_scorer_options(out, clusterer, likelihood_def, save_scorer,
+                          score_splits, slice_file) -> List[str]:
+    """Fail fast on scorer / split / slice options; return their outputs."""
+    from .split_scoring import (scorer_path, slice_report_path,
+                                split_output_path)
+    outputs = []
+    if save_scorer or score_splits:
+        kind = str((clusterer or DEFAULT_CLUSTERER).get('type', '')).lower()
+        if kind == 'hdbscan' and likelihood_def != 'density':
+            raise ScoringError(
+                "--save-scorer / --score-split: scikit-learn's HDBSCAN "
+                'cannot place new samples in a fitted clustering; use '
+                '--clusterer kmeans/gmm/dbscan or --likelihood density')
+    if save_scorer:
+        outputs.append(scorer_path(out))
+    for s in score_splits or ():
+        outputs += [split_output_path(out, s),
+                    osp.splitext(split_output_path(out, s))[0] + '.csv']
+    if slice_file:
+        from ..evaluation.slice_sources import SliceError, read_slice_file
+        try:
+            read_slice_file(slice_file)
+        except SliceError as e:
+            raise ScoringError(str(e)) from e
+        outputs.append(slice_report_path(out))
+    return outputs
+
+
+def _scorer_outputs(out, record, res, split, emb_model, cams, img_prefix,
+                    others, slice_file, save_scorer, overwrite, eta, gamma,
+                    figures, paths, config_path, likelihood_def, density_k,
+                    embedder_args, logger):
+    """The scorer file, the other splits' likelihood files, the slice
+    report (rank 0, after the training split's outputs)."""
+    from .clustering import save_scorer as _save
+    from .split_scoring import (apply_scorers, build_split_record,
+                                scorer_meta, scorer_path,
+                                slice_likelihood_report, slice_report_path,
+                                split_output_path, write_slice_report)
+    meta = scorer_meta(split, emb_model, embedder_args, cams, img_prefix, res,
+                       likelihood_def, density_k, config_path)
+    sfile = None
+    if save_scorer:
+        sfile = _save(scorer_path(out), res['scorers'], meta,
+                      overwrite=overwrite)
+        logger.info(f'scorer written: {sfile} (score other splits with '
+                    'tools/score_split.py)')
+    data = OrderedDict(train=(record['sample_ids'], record['likelihood']))
+    for name, (esplit, emb) in others.items():
+        r = apply_scorers(emb, res['scorers'], res['aggregation'])
+        rec = build_split_record(esplit, r, meta, sfile, out)
+        path = split_output_path(out, name)
+        save_likelihood_file(rec, path, overwrite=overwrite)
+        write_csv(rec, osp.splitext(path)[0] + '.csv', eta, gamma)
+        logger.info(f'{name} split scored against the training fit: {path}')
+        data[name] = (rec['sample_ids'], rec['likelihood'])
+    if slice_file:
+        report = slice_likelihood_report(slice_file, data)
+        figure = osp.join(paths['figures'], 'likelihood_by_slice.png') \
+            if figures else None
+        write_slice_report(report, slice_report_path(out), figure, data,
+                           overwrite=overwrite, logger=logger)

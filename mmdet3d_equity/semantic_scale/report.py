@@ -1,9 +1,8 @@
-"""Semantic-scale report helpers: evaluation-result parsing, correlations,
-atomic writes."""
+"""Semantic-scale report helpers: evaluation-result parsing, correlations.
+(Files are written with :mod:`mmdet3d_equity.fileio`.)"""
 import json
 import os
 import re
-import tempfile
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -93,25 +92,3 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
     if x.size < 3 or np.std(x) == 0 or np.std(y) == 0:
         return None
     return float(np.corrcoef(x, y)[0, 1])
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix='.tmp_', suffix=os.path.basename(
-        path))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_json(path: str, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False)
-                              + '\n').encode('utf-8'))

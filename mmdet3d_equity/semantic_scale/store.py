@@ -14,8 +14,10 @@ re-reads the features: it turns the moments into centred scatter matrices
 (O(C d^2)) and takes one batched float64 Cholesky over the classes
 (O(C d^3)), instead of O(C m d^2) to re-centre and multiply m stored
 features. Keeping the shift at the mean keeps the moments those of centred
-features (no |mean|^2 cancellation, however far the features drift); the
-moments are rebuilt from the features when a store is loaded. Memory:
+features (no |mean|^2 cancellation, however far the features drift). The
+moments are saved with the store (a resumed run continues bit for bit) and
+rebuilt from the features when a checkpoint has none or a smaller capacity
+drops features. Memory:
 C x d x d x 8 bytes (5 MB for 10 classes x 256 dims).
 
 Under DDP every rank holds its own store; the sufficient statistics are
@@ -306,12 +308,30 @@ class ClassFeatureStore:
 
     # ------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """The features, ring pointers and the float64 moments (with the
+        queued updates as they are), so that a resumed run continues bit
+        for bit like an uninterrupted one."""
+        moments = None
+        if self.buffer is not None:
+            lab, left, right = self._pending_tensors()
+            moments = dict(shift=self._shift.cpu().clone(),
+                           s1=self._s1.cpu().clone(),
+                           s2=self._s2.cpu().clone(), pending_labels=lab,
+                           pending_left=left, pending_right=right)
         return dict(
             num_classes=self.num_classes, capacity=self.capacity,
             dim=self.dim,
             buffer=None if self.buffer is None else self.buffer.cpu().clone(),
             ptr=self.ptr.clone(), filled=self.filled.clone(),
-            total_pushed=self.total_pushed.clone())
+            total_pushed=self.total_pushed.clone(), moments=moments)
+
+    def _pending_tensors(self):
+        """The queued rank-k updates as (labels, left, right) on the CPU."""
+        if not self._pending:
+            z = torch.zeros(0, self.dim, dtype=torch.float64)
+            return torch.zeros(0, dtype=torch.long), z, z.clone()
+        return tuple(torch.cat([p[i] for p in self._pending]).cpu()
+                     for i in range(3))
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a saved store. A store saved with another capacity is
@@ -345,4 +365,18 @@ class ClassFeatureStore:
             self.buffer[c, :k] = f.to(dev)
             self.filled[c] = k
             self.ptr[c] = k % self.capacity
-        self._rebuild_moments()
+        saved = state.get('moments')  # absent in older checkpoints
+        kept_all = bool((state['filled'] <= self.capacity).all())
+        if saved is not None and kept_all:
+            # the moments do not depend on the order of the rows: the
+            # saved ones describe the re-packed store exactly
+            self._shift = saved['shift'].to(dev, torch.float64).clone()
+            self._s1 = saved['s1'].to(dev, torch.float64).clone()
+            self._s2 = saved['s2'].to(dev, torch.float64).clone()
+            lab = saved['pending_labels'].to(dev)
+            self._pending = [] if lab.numel() == 0 else [(
+                lab, saved['pending_left'].to(dev, torch.float64),
+                saved['pending_right'].to(dev, torch.float64))]
+            self._pending_rows = int(lab.numel())
+        else:  # features dropped by a smaller capacity, or no moments
+            self._rebuild_moments()

@@ -1,73 +1,105 @@
-"""Plot of a baseline-vs-equity comparison (``tools/benchmark.py``).
+"""Plots of a multi-seed benchmark (``tools/benchmark.py``).
 
-matplotlib with the Agg backend; the PNG is written atomically.
+matplotlib with the Agg backend; every PNG is written atomically.
 """
-import io
-import math
-from typing import Optional, Sequence
+import os.path as osp
+from collections import OrderedDict
+from typing import Dict
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
-from mmdet3d_equity.semantic_scale.report import \
-    atomic_write_bytes  # noqa: E402
+from mmdet3d_equity.fileio import atomic_savefig  # noqa: E402
 
-
-def _fmt_gain(rel: Optional[float]) -> str:
-    return 'n/a' if rel is None else f'{rel:+.1f}%'
+PLOT_PATTERNS = ('per_class_*.png', 'differences_*.png')
 
 
-def plot_comparison(names: Sequence[str], baseline: Sequence[float],
-                    equity: Sequence[float],
-                    rel_gain_pct: Sequence[Optional[float]], path: str, *,
-                    n_classes: Optional[int] = None, ylabel: str = 'AP',
-                    title: str = 'baseline vs equity',
-                    labels: Sequence[str] = ('baseline', 'equity')) -> None:
-    """Grouped bar chart: one group per row (class, then overall rows), a
-    baseline and an equity bar in each, the relative gain written above.
+def _grouped(analysis: Dict) -> Dict:
+    """{variant: {slice: [rows]}} in the analysis' order."""
+    out = OrderedDict()
+    for r in analysis['rows']:
+        out.setdefault(r['variant'], OrderedDict()).setdefault(
+            r['slice'], []).append(r)
+    return out
 
-    ``n_classes``: how many of the leading rows are classes; a dashed line
-    separates them from the overall rows after them (all rows are classes
-    when None). ``rel_gain_pct`` entries are None where the gain is undefined
-    (baseline 0), shown as 'n/a'.
-    """
-    n = len(names)
-    if not (n == len(baseline) == len(equity) == len(rel_gain_pct)):
-        raise ValueError(
-            f'plot_comparison: {n} names but {len(baseline)} baseline, '
-            f'{len(equity)} equity and {len(rel_gain_pct)} gain values')
-    if n == 0:
-        raise ValueError('plot_comparison: nothing to plot (no rows)')
-    for v in list(baseline) + list(equity):
-        if not math.isfinite(v):
-            raise ValueError(f'plot_comparison: non-finite value {v!r}')
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * n + 2.0), 4.5))
-    width = 0.38
-    x = list(range(n))
-    ax.bar([i - width / 2 for i in x], baseline, width, label=labels[0],
-           color='tab:gray')
-    ax.bar([i + width / 2 for i in x], equity, width, label=labels[1],
-           color='tab:blue')
-    top = max(list(baseline) + list(equity) + [0.0])
-    pad = 0.02 * top if top > 0 else 0.02
-    for i, (b, e, g) in enumerate(zip(baseline, equity, rel_gain_pct)):
-        color = 'black' if g is None else (
-            'tab:green' if g > 0 else 'tab:red' if g < 0 else 'black')
-        ax.text(i, max(b, e) + pad, _fmt_gain(g), ha='center', va='bottom',
-                fontsize=8, color=color)
-    if n_classes is not None and 0 < n_classes < n:
-        ax.axvline(n_classes - 0.5, color='black', linestyle='--',
-                   linewidth=0.8)
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=30 if n > 4 else 0,
-                       ha='right' if n > 4 else 'center')
-    ax.set_ylim(0, (top if top > 0 else 1.0) * 1.2)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.0, 1.0))
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=120, bbox_inches='tight')
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+
+def _arms(analysis):
+    spec = analysis['spec']
+    return [spec['baseline']['name']] + [a['name'] for a in spec['arms']]
+
+
+def plot_benchmark(analysis: Dict, out_dir: str) -> Dict[str, str]:
+    """Per AP variant: per-class bars of every arm (mean, error bar std)
+    per slice, and the paired differences to the baseline with their
+    intervals. Returns {file name: path}."""
+    arms = _arms(analysis)
+    unit = '%' if analysis['kind'] == 'kitti' else '0-1'
+    files = OrderedDict()
+    cmap = plt.get_cmap('tab10' if len(arms) <= 10 else 'tab20')
+    for variant, by_slice in _grouped(analysis).items():
+        n = len(by_slice)
+        # -- per class -------------------------------------------------
+        fig, axes = plt.subplots(n, 1, figsize=(max(8, 1.3 * max(
+            len(r) for r in by_slice.values()) * len(arms) / 3), 3.2 * n),
+            squeeze=False)
+        width = 0.8 / len(arms)
+        for ax, (sl, rows) in zip(axes[:, 0], by_slice.items()):
+            x = np.arange(len(rows))
+            for k, a in enumerate(arms):
+                mean = [r['spread'][a]['mean'] for r in rows]
+                std = [r['spread'][a]['std'] or 0.0 for r in rows]
+                m = np.array([np.nan if v is None else v for v in mean])
+                ax.bar(x + (k - (len(arms) - 1) / 2) * width, m, width,
+                       yerr=std, capsize=2, label=a, color=cmap(k))
+            ax.set_xticks(x)
+            ax.set_xticklabels([r['row'] for r in rows])
+            ax.set_title(f'slice {sl}, AP {variant}')
+            ax.set_ylabel(f"{analysis['metric']} ({unit})")
+            ax.grid(axis='y', alpha=0.3)
+        axes[0, 0].legend(fontsize=8, ncol=min(len(arms), 4))
+        fig.tight_layout()
+        name = f'per_class_{variant}.png'
+        files[name] = atomic_savefig(fig, osp.join(out_dir, name), dpi=110)
+        plt.close(fig)
+        # -- differences -------------------------------------------------
+        if len(arms) < 2:
+            continue
+        fig, axes = plt.subplots(n, 1, figsize=(8, 0.5 + 0.28 * (len(
+            arms) - 1) * max(len(r) for r in by_slice.values()) * 1.0 + 1.2
+            * n), squeeze=False)
+        for ax, (sl, rows) in zip(axes[:, 0], by_slice.items()):
+            ticks, labels = [], []
+            y = 0
+            for r in rows:
+                for k, a in enumerate(arms[1:]):
+                    d = r['diff'][a]
+                    if d['mean'] is not None:
+                        lo = d['ci_low'] if d['ci_low'] is not None \
+                            else d['mean']
+                        hi = d['ci_high'] if d['ci_high'] is not None \
+                            else d['mean']
+                        colour = {'better': 'tab:green', 'worse': 'tab:red'
+                                  }.get(d['verdict'], 'tab:grey')
+                        err = [[d['mean'] - lo], [hi - d['mean']]]
+                        ax.errorbar(d['mean'], y, xerr=err, fmt='o',
+                                    color=colour, capsize=3)
+                    ticks.append(y)
+                    labels.append(f"{r['row']}: {a}")
+                    y += 1
+                y += 0.5
+            ax.axvline(0, color='k', lw=0.8)
+            ax.set_yticks(ticks)
+            ax.set_yticklabels(labels, fontsize=7)
+            ax.invert_yaxis()
+            ax.set_title(f'slice {sl}, AP {variant}: arm − {arms[0]} '
+                         f'({int(round(100 * analysis["spec"]["confidence"]))}'
+                         '% interval; green better, red worse)', fontsize=9)
+            ax.grid(axis='x', alpha=0.3)
+        fig.tight_layout()
+        name = f'differences_{variant}.png'
+        files[name] = atomic_savefig(fig, osp.join(out_dir, name), dpi=110)
+        plt.close(fig)
+    return files

@@ -9,11 +9,12 @@
                        rarest / most common clusters: camera images, or BEV
                        renderings of the point cloud for LiDAR-only scoring
 """
-import os
 import os.path as osp
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
+
+from ..fileio import atomic_savefig, check_output_dir
 
 
 def _plt():
@@ -23,15 +24,16 @@ def _plt():
     return plt
 
 
-def _save(fig, path):
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=100, bbox_inches='tight')
-    os.replace(tmp, path)
-    _plt().close(fig)
+def _save(fig, path, overwrite=True):
+    try:
+        atomic_savefig(fig, path, overwrite=overwrite, dpi=100,
+                       bbox_inches='tight')
+    finally:
+        _plt().close(fig)
 
 
 def plot_projection(z: np.ndarray, cluster_id, cluster_size, path: str,
-                    title: str = '') -> str:
+                    title: str = '', overwrite: bool = True) -> str:
     from sklearn.decomposition import PCA
     plt = _plt()
     z = np.asarray(z, np.float64)
@@ -58,11 +60,12 @@ def plot_projection(z: np.ndarray, cluster_id, cluster_size, path: str,
     ax.set_ylabel('PC 2')
     ax.set_title(title or 'embeddings (2-D PCA), coloured by cluster')
     ax.legend(fontsize=6, loc='best')
-    _save(fig, path)
+    _save(fig, path, overwrite)
     return path
 
 
-def plot_likelihood_hist(likelihood, path: str, definition: str = '') -> str:
+def plot_likelihood_hist(likelihood, path: str, definition: str = '',
+                         overwrite: bool = True) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(np.asarray(likelihood), bins=40, range=(0, 1), color='tab:blue')
@@ -70,12 +73,12 @@ def plot_likelihood_hist(likelihood, path: str, definition: str = '') -> str:
                   'likelihood p')
     ax.set_ylabel('samples')
     ax.set_title('appearance likelihood of the training samples')
-    _save(fig, path)
+    _save(fig, path, overwrite)
     return path
 
 
 def plot_weight_curve(eta: float, gamma: float, path: str,
-                      likelihood=None) -> str:
+                      likelihood=None, overwrite: bool = True) -> str:
     from ..models.losses.equity_weight import equity_weight
     plt = _plt()
     p = np.linspace(0, 1, 201)
@@ -91,7 +94,7 @@ def plot_weight_curve(eta: float, gamma: float, path: str,
     ax.set_ylim(0, 1.05)
     ax.legend()
     ax.set_title('Generalized Focal Loss sample weight')
-    _save(fig, path)
+    _save(fig, path, overwrite)
     return path
 
 
@@ -145,7 +148,8 @@ def pick_clusters(cluster_id, likelihood, num: int = 4):
 
 def plot_thumbnail_grid(groups: Mapping[int, List[int]],
                         thumb: Callable[[int], np.ndarray], labels,
-                        path: str, title: str, per_row: int = 5) -> str:
+                        path: str, title: str, per_row: int = 5,
+                        overwrite: bool = True) -> str:
     plt = _plt()
     keys = list(groups)
     nrow = max(1, len(keys))
@@ -169,7 +173,7 @@ def plot_thumbnail_grid(groups: Mapping[int, List[int]],
                         transform=axes[r][0].transAxes, ha='right',
                         va='center', fontsize=7)
     fig.suptitle(title)
-    _save(fig, path)
+    _save(fig, path, overwrite)
     return path
 
 
@@ -177,21 +181,24 @@ def save_scoring_figures(record: Mapping, reduced: np.ndarray, split,
                          out_dir: str, eta: float = 1.0, gamma: float = 5.0,
                          cameras: Optional[Sequence[str]] = None,
                          img_prefix: Optional[str] = None,
-                         num_clusters: int = 4) -> Dict[str, str]:
-    """Write all figures of a scoring run into ``out_dir``."""
-    os.makedirs(out_dir, exist_ok=True)
+                         num_clusters: int = 4,
+                         overwrite: bool = False) -> Dict[str, str]:
+    """Write all figures of a scoring run into ``out_dir`` (existing
+    figures are replaced only with ``overwrite``)."""
+    check_output_dir(out_dir, 'figure')
     lik = np.asarray(record['likelihood'])
     cid = np.asarray(record['cluster_id'])
     size = np.asarray(record['cluster_size'])
     figs = dict(
         projection=plot_projection(reduced, cid, size,
-                                   osp.join(out_dir, 'projection.png')),
+                                   osp.join(out_dir, 'projection.png'),
+                                   overwrite=overwrite),
         likelihood_hist=plot_likelihood_hist(
             lik, osp.join(out_dir, 'likelihood_hist.png'),
-            record['likelihood_def']),
+            record['likelihood_def'], overwrite=overwrite),
         weight_curve=plot_weight_curve(eta, gamma,
                                        osp.join(out_dir, 'weight_curve.png'),
-                                       lik))
+                                       lik, overwrite=overwrite))
     if split is None:
         return figs
     ids = record['sample_ids']
@@ -223,5 +230,5 @@ def save_scoring_figures(record: Mapping, reduced: np.ndarray, split,
                   for c in chosen}
         figs[name] = plot_thumbnail_grid(
             groups, thumb, label, osp.join(out_dir, name + '.png'),
-            f'{name.replace("_", " ")} ({kind})')
+            f'{name.replace("_", " ")} ({kind})', overwrite=overwrite)
     return figs

@@ -1,5 +1,4 @@
 """Plots of the semantic-scale report (matplotlib, Agg backend)."""
-import io
 from typing import Dict, Sequence
 
 import matplotlib
@@ -7,20 +6,20 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mmdet3d_equity.semantic_scale.report import \
-    atomic_write_bytes  # noqa: E402
+from mmdet3d_equity.fileio import atomic_savefig  # noqa: E402
 
 
-def _save(fig, path: str) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=120, bbox_inches='tight')
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+def _save(fig, path: str, overwrite: bool) -> None:
+    try:
+        atomic_savefig(fig, path, overwrite=overwrite, dpi=120,
+                       bbox_inches='tight')
+    finally:
+        plt.close(fig)
 
 
 def plot_count_vs_scale(class_names: Sequence[str], counts: Sequence[float],
                         scale_prime: Sequence[float], scale: Sequence[float],
-                        path: str) -> None:
+                        path: str, overwrite: bool = True) -> None:
     """Per class: number of objects (bars) and semantic scale S' (line)."""
     fig, (ax1, ax3) = plt.subplots(1, 2, figsize=(13, 4.5))
     fig.subplots_adjust(wspace=0.5)
@@ -46,10 +45,11 @@ def plot_count_vs_scale(class_names: Sequence[str], counts: Sequence[float],
     ax3.set_xlabel('number of objects')
     ax3.set_ylabel('class scale S (with inter-class term)')
     ax3.set_title('S against count')
-    _save(fig, path)
+    _save(fig, path, overwrite)
 
 
-def plot_marginal_effect(curves: Dict[str, dict], path: str) -> None:
+def plot_marginal_effect(curves: Dict[str, dict], path: str,
+                         overwrite: bool = True) -> None:
     """S' against number of sampled objects, one line (mean +- std) per
     class."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -66,4 +66,4 @@ def plot_marginal_effect(curves: Dict[str, dict], path: str) -> None:
     ax.set_ylabel("semantic scale S' (bits)")
     ax.set_title('marginal effect of more objects')
     ax.legend(fontsize=8)
-    _save(fig, path)
+    _save(fig, path, overwrite)

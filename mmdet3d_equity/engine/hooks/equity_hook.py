@@ -6,11 +6,14 @@ Add to a config (the train dataset wrapped in ``EquityDataset``)::
                          loss=dict(type='GeneralizedFocalLoss',
                                    eta=1.0, gamma=5.0))]
 
-In ``before_train`` the hook finds the detector's dense head (through
-``MMDistributedDataParallel.module``), checks that it is supported
-(:mod:`mmdet3d_equity.models.sample_weighting`), that the train dataset
-contains an EquityDataset with the same eta/gamma and no weighted sampler,
-and installs two removable torch hooks:
+The GeneralizedFocalLoss given here is the one owner of eta, gamma, the
+weighted terms and the normalisation. In ``before_train`` the hook finds the
+detector's dense head and its head adapter (through
+``MMDistributedDataParallel.module``;
+:mod:`mmdet3d_equity.models.head_adapters`), checks that exact weighting is
+possible, claims the EquityDataset of the train dataset (refusing a missing
+wrapper and a second owner such as the EquityWeightedSampler), and installs
+two removable torch hooks:
 
 * a forward pre-hook on the detector that, for ``mode='loss'`` in training,
   reads ``equity_likelihood`` of every data sample and activates the weights
@@ -33,47 +36,13 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmdet3d.registry import HOOKS, MODELS
-from mmdet3d_equity.datasets.equity_dataset import find_equity_dataset
+from mmdet3d_equity.datasets.equity_dataset import (announce_loss_owner,
+                                                    find_equity_dataset,
+                                                    withdraw_loss_owner)
+from mmdet3d_equity.models.head_adapters import resolve_dense_head
 from mmdet3d_equity.models.losses.generalized_focal_loss import \
     GeneralizedFocalLoss
-from mmdet3d_equity.models.sample_weighting import (PerSampleGradWeighting,
-                                                    UnsupportedHeadError)
-
-# detector type -> attribute of its (only) loss-producing dense head
-SUPPORTED_DETECTORS = {
-    'VoxelNet': 'bbox_head',
-    'DynamicVoxelNet': 'bbox_head',
-    'CenterPoint': 'pts_bbox_head',
-    'MVXTwoStageDetector': 'pts_bbox_head',
-    'MVXFasterRCNN': 'pts_bbox_head',
-    'DynamicMVXFasterRCNN': 'pts_bbox_head',
-    'FCOSMono3D': 'bbox_head',
-    'SMOKEMono3D': 'bbox_head',
-}
-
-
-def resolve_dense_head(detector):
-    """The dense head whose loss is the detector's whole training loss."""
-    name = type(detector).__name__
-    if name not in SUPPORTED_DETECTORS:
-        raise UnsupportedHeadError(
-            f'EquityHook: detector {name} is not supported for exact '
-            'per-sample weighting; supported detectors (whose training loss '
-            'is exactly one dense head\'s loss): '
-            f'{sorted(SUPPORTED_DETECTORS)}. Use the resampling mode '
-            '(EquityWeightedSampler) instead.')
-    attr = SUPPORTED_DETECTORS[name]
-    head = getattr(detector, attr, None)
-    if head is None:
-        raise UnsupportedHeadError(f'EquityHook: {name} has no {attr}')
-    for other in ('img_rpn_head', 'img_roi_head', 'img_bbox_head',
-                  'pts_roi_head', 'roi_head', 'rpn_head'):
-        if getattr(detector, other, None) is not None:
-            raise UnsupportedHeadError(
-                f'EquityHook: {name} has a {other}, whose losses the '
-                'per-sample weighting does not cover; exact weighting needs '
-                f'a detector whose only loss is its {attr}.')
-    return head
+from mmdet3d_equity.models.sample_weighting import PerSampleGradWeighting
 
 
 def _unpack_forward_args(args, kwargs):
@@ -89,16 +58,13 @@ class EquityHook(Hook):
 
     Args:
         loss (dict): config of a ``GeneralizedFocalLoss`` (eta, gamma,
-            terms, normalisation).
-        check_weights (bool): compare the weight the EquityDataset attached
-            to each sample with the loss's W(p) (they share eta/gamma).
-            Defaults to True.
+            terms, normalisation): the one place of these settings.
     """
 
     priority = 'NORMAL'  # before LoggerHook (BELOW_NORMAL) writes the log
 
-    def __init__(self, loss: dict = dict(type='GeneralizedFocalLoss'),
-                 check_weights: bool = True) -> None:
+    def __init__(self, loss: dict = dict(type='GeneralizedFocalLoss')
+                 ) -> None:
         if not isinstance(loss, dict) or 'type' not in loss:
             raise TypeError('EquityHook.loss must be a config dict like '
                             "dict(type='GeneralizedFocalLoss', eta=1.0, "
@@ -109,10 +75,14 @@ class EquityHook(Hook):
                 f'EquityHook.loss must build a GeneralizedFocalLoss '
                 f'(mmdet3d_equity), got {type(self.gfl).__name__}; note that '
                 "mmdet's QualityFocalLoss ('GFL' in mmdet) is unrelated")
-        self.check_weights = check_weights
         self.weighting: Optional[PerSampleGradWeighting] = None
         self._handles = []
         self._batch_weights: Optional[torch.Tensor] = None
+        self._equity = None
+        self.owner = f'EquityHook@{id(self):x}'
+        # an EquityDataset built later by the same Runner is claimed for
+        # this hook before its dataloader workers start
+        announce_loss_owner(self)
 
     # -- setup ------------------------------------------------------------
     def install(self, model, train_dataset=None, sampler=None) -> None:
@@ -123,8 +93,9 @@ class EquityHook(Hook):
         """
         self.remove()
         detector = model.module if is_model_wrapper(model) else model
-        head = resolve_dense_head(detector)
-        self.weighting = PerSampleGradWeighting(head, terms=self.gfl.terms)
+        head, adapter = resolve_dense_head(detector)
+        self.weighting = PerSampleGradWeighting(head, terms=self.gfl.terms,
+                                                adapter=adapter)
         if train_dataset is not None:
             self._check_dataset(train_dataset, sampler)
         elif (self.gfl.normalisation == 'dataset'
@@ -158,14 +129,14 @@ class EquityHook(Hook):
                 'the loss as well would apply W twice. Remove EquityHook '
                 '(resampling mode) or use the DefaultSampler (loss '
                 'weighting mode).')
-        if (equity.eta, equity.gamma) != (self.gfl.eta, self.gfl.gamma):
-            raise ValueError(
-                f'EquityHook: GeneralizedFocalLoss(eta={self.gfl.eta}, '
-                f'gamma={self.gfl.gamma}) differs from EquityDataset(eta='
-                f'{equity.eta}, gamma={equity.gamma}); set the same values '
-                'in both (e.g. through config variables).')
+        equity.claim('loss', self.owner)
+        self._equity = equity
+        w = self.gfl.raw_weight(equity.index_likelihoods(dataset))
+        print_log(
+            f'EquityHook: W(p) over the {len(w)} train indices: mean '
+            f'{w.mean():.4f}, min {w.min():.4f}, max {w.max():.4f} '
+            f'(eta={self.gfl.eta}, gamma={self.gfl.gamma})', 'current')
         if self.gfl.normalisation == 'dataset':
-            w = equity.index_weights(dataset)
             self.gfl.set_dataset_mean(float(w.mean()))
             print_log(
                 "EquityHook: normalisation='dataset': weights divided by "
@@ -178,6 +149,9 @@ class EquityHook(Hook):
         self._handles = []
         if self.weighting is not None:
             self.weighting.remove()
+        if self._equity is not None:
+            self._equity.release('loss', self.owner)
+            self._equity = None
 
     # -- torch hooks ---------------------------------------------------------
     def batch_weights(self, data_samples) -> torch.Tensor:
@@ -190,19 +164,7 @@ class EquityHook(Hook):
                     "'equity_likelihood' in its metainfo: wrap the train "
                     "dataset in EquityDataset (type='EquityDataset').")
             p.append(meta['equity_likelihood'])
-        w = self.gfl.weights(torch.tensor(p, dtype=torch.float64))
-        if self.check_weights:
-            attached = torch.tensor(
-                [ds.metainfo.get('equity_weight', float('nan'))
-                 for ds in data_samples], dtype=torch.float64)
-            raw = self.gfl.raw_weight(torch.tensor(p, dtype=torch.float64))
-            if not torch.allclose(attached, raw, rtol=1e-9, atol=1e-12):
-                raise ValueError(
-                    'EquityHook: the weights EquityDataset attached '
-                    f'{attached.tolist()} differ from the loss\'s W(p) '
-                    f'{raw.tolist()}; EquityDataset and GeneralizedFocalLoss '
-                    'must use the same eta and gamma')
-        return w
+        return self.gfl.weights(torch.tensor(p, dtype=torch.float64))
 
     def _pre_forward(self, module, args, kwargs):
         self.weighting.deactivate()
@@ -259,3 +221,4 @@ class EquityHook(Hook):
 
     def after_run(self, runner) -> None:
         self.remove()
+        withdraw_loss_owner(self)

@@ -1,15 +1,29 @@
-"""Dynamic semantic-scale-balanced (SSB) training hook."""
+"""Dynamic semantic-scale-balanced (SSB) training hook.
+
+SSB is configured here and only here::
+
+    custom_hooks = [dict(type='SemanticScaleBalanceHook', warmup_epochs=5)]
+
+The model config stays the stock one. In ``before_train`` the hook wraps the
+head's built classification loss (found through the head's adapter) in a
+:class:`~mmdet3d_equity.models.losses.SemanticScaleBalancedLoss` and adds
+its capture hooks; ``after_train`` removes all of them and puts the stock
+loss back. Nothing touches the train dataloader before training starts, so
+``tools/test.py`` of an SSB checkpoint needs no training data.
+"""
 import math
 from typing import List, Optional, Sequence
 
 import numpy as np
+import torch
 from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 
 from mmdet3d.registry import HOOKS
-from mmdet3d_equity.models.losses.ssb_loss import SemanticScaleBalancedLoss
+from mmdet3d_equity.models.head_adapters import adapter_for_head, find_head
+from mmdet3d_equity.models.losses.ssb_loss import HeadSSB
 from mmdet3d_equity.semantic_scale.features import (HeadInputCapture,
                                                     ObjectFeatureSampler)
 from mmdet3d_equity.semantic_scale.measures import _check_alpha
@@ -22,14 +36,19 @@ CKPT_KEY = 'semantic_scale_balance'
 class SemanticScaleBalanceHook(Hook):
     """Estimate class semantic scales online and update the SSB loss weights.
 
-    Every training iteration the detector feature at each ground-truth object
-    is captured during the normal forward (forward pre-hooks on the detector
+    Before training the head's classification loss is wrapped in a
+    SemanticScaleBalancedLoss (weights 1: the stock loss, bit for bit). Every
+    training iteration the detector feature at each ground-truth object is
+    captured during the normal forward (forward pre-hooks on the detector
     and its head, no second pass; see
     :mod:`mmdet3d_equity.semantic_scale.features`) and pushed into a
-    per-class FIFO store. During the warm-up the SSB loss weights stay 1 (the
+    per-class FIFO store. During the warm-up the class weights stay 1 (the
     plain loss); afterwards, every ``interval`` iterations, the class scales
     are recomputed from the store (all ranks' statistics all-reduced) and the
-    weights of every :class:`SemanticScaleBalancedLoss` in the model are set.
+    class weights are set. A warm-up that is not shorter than the schedule
+    is refused before training starts. The store and the class weights are
+    saved in checkpoints (key ``semantic_scale_balance``) and restored on
+    resume; the model state dict stays that of plain mmdet3d.
 
     Args:
         warmup_epochs (int): plain-loss warm-up in epochs (default 5, the
@@ -111,52 +130,88 @@ class SemanticScaleBalanceHook(Hook):
         self.point_cloud_range = point_cloud_range
         self.l2_normalize = bool(l2_normalize)
         self.store: Optional[ClassFeatureStore] = None
-        self.losses: List[SemanticScaleBalancedLoss] = []
+        self.ssb: Optional[HeadSSB] = None
+        self.sampler: Optional[ObjectFeatureSampler] = None
+        self.num_classes: Optional[int] = None
         self.class_names: List[str] = []
         self.last_result: Optional[dict] = None
         self._capture = None
         self._pending_state = None
 
     # ------------------------------------------------------------------
-    @staticmethod
-    def _unwrap(model):
-        return model.module if is_model_wrapper(model) else model
+    @property
+    def loss(self):
+        """The installed SemanticScaleBalancedLoss (None when not
+        installed)."""
+        return None if self.ssb is None else self.ssb.loss
 
-    def _setup(self, runner) -> None:
-        model = self._unwrap(runner.model)
-        self.losses = [m for m in model.modules()
-                       if isinstance(m, SemanticScaleBalancedLoss)]
-        if not self.losses:
-            raise RuntimeError(
-                'SemanticScaleBalanceHook needs a SemanticScaleBalancedLoss '
-                'in the model, e.g. model.bbox_head.loss_cls = dict(type='
-                "'SemanticScaleBalancedLoss', loss=<the stock loss_cls>)")
-        n = {m.num_classes for m in self.losses}
-        if len(n) != 1 or None in n:
-            raise RuntimeError(f'SemanticScaleBalancedLoss modules disagree '
-                               f'on num_classes: {n}')
-        self.num_classes = n.pop()
-        self.sampler = ObjectFeatureSampler(
-            model, self.num_classes, mode=self.sampling, level=self.level,
-            point_cloud_range=self.point_cloud_range,
-            l2_normalize=self.l2_normalize)
-        if self._capture is None:
-            self._capture = HeadInputCapture(model, self.sampler.head,
+    def install(self, model) -> None:
+        """Wrap the head's classification loss and add the capture hooks
+        (``model``: the detector or its DDP wrapper)."""
+        self.remove()
+        model = model.module if is_model_wrapper(model) else model
+        head = find_head(model)
+        adapter = adapter_for_head(head)
+        self.ssb = HeadSSB(head, adapter)
+        try:
+            self.num_classes = self.ssb.loss.num_classes
+            self.sampler = ObjectFeatureSampler(
+                model, self.num_classes, mode=self.sampling,
+                level=self.level, point_cloud_range=self.point_cloud_range,
+                l2_normalize=self.l2_normalize)
+            self._capture = HeadInputCapture(model, head,
                                              self._on_head_input)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        """Remove every torch hook and put the stock loss back."""
+        if self._capture is not None:
+            self._capture.remove()
+            self._capture = None
+        if self.ssb is not None:
+            self.ssb.remove()
+            self.ssb = None
 
     def _on_head_input(self, feats, data_samples) -> None:
         f, lab = self.sampler(feats, data_samples)
         if self.store is not None and f.shape[0]:
             self.store.push(f, lab)
 
-    def before_run(self, runner) -> None:
-        self._setup(runner)
-        ds = runner.train_dataloader.dataset
+    def before_train(self, runner) -> None:
+        self.install(runner.model)
+        try:
+            self._setup_training(runner)
+        except BaseException:
+            self.remove()
+            raise
+
+    def _setup_training(self, runner) -> None:
+        loader = runner.train_dataloader
+        ds = loader.dataset
         names = list(ds.metainfo.get('classes', [])) if hasattr(
             ds, 'metainfo') else []
         if len(names) != self.num_classes:
             names = [f'class{i}' for i in range(self.num_classes)]
         self.class_names = names
+        iters_per_epoch = len(loader)
+        if self.warmup_iters is not None:
+            self._warmup = self.warmup_iters
+            how = f'warmup_iters={self.warmup_iters}'
+        else:
+            self._warmup = self.warmup_epochs * iters_per_epoch
+            how = (f'warmup_epochs={self.warmup_epochs} x {iters_per_epoch} '
+                   'iterations per epoch')
+        self._interval = self.interval or iters_per_epoch
+        max_iters = int(runner.max_iters)
+        if self._warmup >= max_iters:
+            raise ValueError(
+                f'SemanticScaleBalanceHook: the warm-up ({self._warmup} '
+                f'iterations: {how}) is not shorter than the schedule '
+                f'({max_iters} iterations), so the SSB class weights would '
+                'never be used and the run would train the plain loss. '
+                'Shorten warmup_epochs / warmup_iters or train longer.')
         ws = get_world_size()
         if self.capacity is None:
             cap = min(math.ceil(len(ds) / ws), self.max_capacity)
@@ -166,27 +221,22 @@ class SemanticScaleBalanceHook(Hook):
             cap, cap_src = self.capacity, 'configured'
         cap = max(cap, 2)
         self.store = ClassFeatureStore(self.num_classes, cap)
-        if self._pending_state is not None:
-            self._restore(self._pending_state, runner)
-            self._pending_state = None
-        iters_per_epoch = len(runner.train_dataloader)
-        self._warmup = (self.warmup_iters if self.warmup_iters is not None
-                        else self.warmup_epochs * iters_per_epoch)
-        self._interval = self.interval or iters_per_epoch
-        MMLogger.get_current_instance().info(
-            f'SemanticScaleBalanceHook: features = {self.sampler.describe()}'
-            f'; store capacity {cap} per class per rank ({cap_src}); plain '
-            f'loss for {self._warmup} iterations, then class weights updated '
-            f'every {self._interval} iterations; alpha={self.alpha}, '
-            f'min_count={self.min_count}, scale_floor={self.scale_floor}, '
-            f'l2_normalize={self.l2_normalize}; classes {self.class_names}')
-
-    def before_train(self, runner) -> None:
+        state, self._pending_state = self._pending_state, None
+        if state is not None:
+            self._restore(state, runner)
         if runner.iter < self._warmup:
             # warm-up uses the plain loss, also when weights were loaded with
             # load_from from another run
-            for loss in self.losses:
-                loss.reset_class_weights()
+            self.loss.reset_class_weights()
+        MMLogger.get_current_instance().info(
+            f'SemanticScaleBalanceHook: {type(self.ssb.head).__name__}.'
+            f'{self.ssb.attr} wrapped in SemanticScaleBalancedLoss; features '
+            f'= {self.sampler.describe()}; store capacity {cap} per class '
+            f'per rank ({cap_src}); plain loss for {self._warmup} iterations '
+            f'({how}), then class weights updated every {self._interval} '
+            f'iterations; alpha={self.alpha}, min_count={self.min_count}, '
+            f'scale_floor={self.scale_floor}, '
+            f'l2_normalize={self.l2_normalize}; classes {self.class_names}')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
@@ -200,8 +250,7 @@ class SemanticScaleBalanceHook(Hook):
         (collective under DDP)."""
         res = self.store.compute(self.alpha, self.min_count,
                                  self.scale_floor)
-        for loss in self.losses:
-            loss.set_class_weights(res['weight'])
+        self.loss.set_class_weights(res['weight'])
         self.last_result = {k: np.asarray(v).tolist() for k, v in res.items()
                             if k != 'centres'}
         self._log(res, runner)
@@ -229,26 +278,38 @@ class SemanticScaleBalanceHook(Hook):
             hub.update_scalar(f'train/ssb/scale_prime_{n}', float(sp))
             hub.update_scalar(f'train/ssb/count_{n}', float(c))
 
+    def after_train(self, runner) -> None:
+        self.remove()
+
+    def after_run(self, runner) -> None:
+        self.remove()
+
     # -- checkpoints ---------------------------------------------------
     def state_dict(self) -> dict:
+        weights = None if self.loss is None else \
+            self.loss.class_weights.detach().cpu().clone()
         return dict(store=None if self.store is None else
                     self.store.state_dict(),
+                    class_weights=weights,
                     last_result=self.last_result,
                     world_size=get_world_size())
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         # Runner.save_checkpoint runs on rank 0 only: the saved store is
-        # rank 0's (see _restore for DDP resume).
+        # rank 0's (see _restore for DDP resume); the class weights are
+        # identical on every rank.
         checkpoint[CKPT_KEY] = self.state_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if CKPT_KEY not in checkpoint:
             MMLogger.get_current_instance().warning(
-                'SemanticScaleBalanceHook: the checkpoint has no feature '
-                'store; it is rebuilt from the next iterations (the loss '
-                'weights come from the model state dict).')
+                'SemanticScaleBalanceHook: the checkpoint has no SSB state '
+                '(feature store, class weights); training from it starts '
+                'with an empty store and class weights 1.')
             return
         if self.store is None:
+            # not training yet (resume, load_from, or tools/test.py, which
+            # never trains): applied in before_train
             self._pending_state = checkpoint[CKPT_KEY]
         else:
             self._restore(checkpoint[CKPT_KEY], runner)
@@ -259,11 +320,15 @@ class SemanticScaleBalanceHook(Hook):
     def _restore(self, state: dict, runner) -> None:
         if state.get('store') is not None:
             self.store.load_state_dict(state['store'])
+        weights = state.get('class_weights')
+        if weights is not None:
+            self.loss.set_class_weights(torch.as_tensor(weights).double())
         self.last_result = state.get('last_result')
         MMLogger.get_current_instance().info(
             'SemanticScaleBalanceHook: restored the feature store from the '
             'checkpoint (objects per class: '
-            f'{self.store.counts().tolist()})')
+            f'{self.store.counts().tolist()}) and the class weights '
+            f'{self.loss.class_weights.tolist()}')
         saved_ws, ws = state.get('world_size', 1), get_world_size()
         if ws > 1:
             MMLogger.get_current_instance().info(

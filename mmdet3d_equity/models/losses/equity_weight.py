@@ -1,4 +1,6 @@
 """The DatasetEquity sample weight W(p) of the Generalized Focal Loss."""
+import math
+import numbers
 from typing import Union
 
 import numpy as np
@@ -7,13 +9,22 @@ import torch
 ArrayLike = Union[float, np.ndarray, torch.Tensor]
 
 
-def _check_params(eta: float, gamma: float) -> None:
-    if not np.isfinite(eta) or eta < 0:
-        raise ValueError(f'equity_weight: eta must be a finite number >= 0, '
-                         f'got {eta!r}')
-    if not np.isfinite(gamma) or gamma < 0:
-        raise ValueError(f'equity_weight: gamma must be a finite number >= 0, '
-                         f'got {gamma!r}')
+def check_weight_param(owner: str, name: str, value) -> float:
+    """``value`` as a float if it is a real number >= 0 (not a bool, not a
+    string); otherwise an error naming ``owner.name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, numbers.Real):
+        raise TypeError(f'{owner}: {name} must be a number, got '
+                        f'{value!r} ({type(value).__name__})')
+    if not math.isfinite(float(value)) or value < 0:
+        raise ValueError(f'{owner}: {name} must be a finite number >= 0, '
+                         f'got {value!r}')
+    return float(value)
+
+
+def _check_params(eta, gamma) -> None:
+    check_weight_param('equity_weight', 'eta', eta)
+    check_weight_param('equity_weight', 'gamma', gamma)
 
 
 def equity_weight(p: ArrayLike, eta: float = 1.0, gamma: float = 5.0):
@@ -25,7 +36,8 @@ def equity_weight(p: ArrayLike, eta: float = 1.0, gamma: float = 5.0):
     W = 1 everywhere (the baseline). Accepts a float, a numpy array or a torch
     tensor and returns the same kind (float64 for numpy / python input).
     """
-    _check_params(float(eta), float(gamma))
+    _check_params(eta, gamma)
+    eta, gamma = float(eta), float(gamma)
     if isinstance(p, torch.Tensor):
         if not torch.isfinite(p).all():
             raise ValueError('equity_weight: p contains NaN or inf')

@@ -8,9 +8,13 @@ one re-weights whole samples by their appearance likelihood p,
 
 The module holds the configuration (eta, gamma, which loss terms of the head
 are weighted, normalisation) and maps likelihoods to per-sample weights. It
-is used by :class:`mmdet3d_equity.engine.hooks.EquityHook`, which applies the
-weights exactly per sample to the head's loss terms; :meth:`forward` weights
-per-sample losses you computed yourself.
+is the one owner of these settings: it is configured in
+:class:`mmdet3d_equity.engine.hooks.EquityHook` (which applies the weights
+exactly per sample to the head's loss terms) or in
+:class:`mmdet3d_equity.datasets.EquityWeightedSampler` (resampling mode);
+:meth:`forward` weights per-sample losses you computed yourself. It is not a
+head loss: placed as a head's ``loss_cls`` it refuses to run and says where
+it belongs.
 """
 import math
 from typing import Optional, Sequence, Union
@@ -19,9 +23,17 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
 
-from .equity_weight import equity_weight
+from .equity_weight import check_weight_param, equity_weight
 
 NORMALISATIONS = ('none', 'dataset')
+MISPLACED = (
+    'GeneralizedFocalLoss is not a head loss: it turns each sample\'s '
+    'likelihood p into a weight W(p) of all its loss terms. Keep the stock '
+    'loss in the head (model...loss_cls) and configure it once in '
+    "custom_hooks = [dict(type='EquityHook', loss=dict("
+    "type='GeneralizedFocalLoss', eta=..., gamma=...))] (or in "
+    "train_dataloader.sampler = dict(type='EquityWeightedSampler', "
+    'loss=...) for the resampling mode); see docs/equity_training.md.')
 
 
 @MODELS.register_module()
@@ -34,8 +46,8 @@ class GeneralizedFocalLoss(nn.Module):
         gamma (float): >= 0. ``gamma = 0`` gives W = 1 (baseline).
             Defaults to 5.0.
         terms (str | list[str]): which loss terms of the head are weighted:
-            ``'all'`` (default) or names from
-            :data:`mmdet3d_equity.models.sample_weighting.HEAD_TERMS`, e.g.
+            ``'all'`` (default) or names from the head adapter's ``terms``
+            (:mod:`mmdet3d_equity.models.head_adapters`), e.g.
             ``['cls', 'bbox']`` for Anchor3DHead. Validated against the head
             when the hook is installed.
         normalisation (str): ``'none'`` (the paper: weights W in
@@ -51,13 +63,8 @@ class GeneralizedFocalLoss(nn.Module):
                  terms: Union[str, Sequence[str]] = 'all',
                  normalisation: str = 'none') -> None:
         super().__init__()
-        for name, value in (('eta', eta), ('gamma', gamma)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f'GeneralizedFocalLoss.{name} must be a '
-                                f'number, got {value!r}')
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f'GeneralizedFocalLoss.{name} must be a '
-                                 f'finite number >= 0, got {value!r}')
+        eta = check_weight_param('GeneralizedFocalLoss', 'eta', eta)
+        gamma = check_weight_param('GeneralizedFocalLoss', 'gamma', gamma)
         if normalisation not in NORMALISATIONS:
             raise ValueError(
                 f'GeneralizedFocalLoss.normalisation must be one of '
@@ -73,8 +80,8 @@ class GeneralizedFocalLoss(nn.Module):
                 raise ValueError(
                     "GeneralizedFocalLoss.terms must be 'all' or a non-empty "
                     f'list of term names, got {terms!r}')
-        self.eta = float(eta)
-        self.gamma = float(gamma)
+        self.eta = eta
+        self.gamma = gamma
         self.terms = terms
         self.normalisation = normalisation
         self._dataset_mean: Optional[float] = None
@@ -113,8 +120,19 @@ class GeneralizedFocalLoss(nn.Module):
         p = torch.as_tensor(likelihood, dtype=torch.float64)
         return self.raw_weight(p) * self.scale
 
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith('__'):
+                raise
+            # a head reading attributes of its loss_cls (use_sigmoid, ...)
+            raise AttributeError(
+                f'GeneralizedFocalLoss has no attribute {name!r}. '
+                f'{MISPLACED}') from None
+
     def forward(self, per_sample_loss: Tensor, likelihood: Tensor,
-                reduction: str = 'sum') -> Tensor:
+                reduction: str = 'sum', **head_kwargs) -> Tensor:
         """Weight per-sample losses: sum (or mean) of w_b * loss_b.
 
         Args:
@@ -122,13 +140,18 @@ class GeneralizedFocalLoss(nn.Module):
             likelihood (Tensor): shape (B,), sample b's likelihood p_b.
             reduction (str): 'sum' or 'mean' over the batch.
         """
+        if head_kwargs:
+            # called like a head's classification loss (avg_factor=...)
+            raise TypeError(
+                f'GeneralizedFocalLoss.forward got {sorted(head_kwargs)}. '
+                f'{MISPLACED}')
         if per_sample_loss.dim() != 1 or per_sample_loss.shape != torch.Size(
                 [torch.as_tensor(likelihood).numel()]):
             raise ValueError(
                 'GeneralizedFocalLoss.forward expects per_sample_loss and '
                 'likelihood of shape (B,), got '
                 f'{tuple(per_sample_loss.shape)} and '
-                f'{tuple(torch.as_tensor(likelihood).shape)}')
+                f'{tuple(torch.as_tensor(likelihood).shape)}. {MISPLACED}')
         w = self.weights(likelihood).to(per_sample_loss)
         out = (w * per_sample_loss)
         if reduction == 'sum':

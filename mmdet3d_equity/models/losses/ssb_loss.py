@@ -1,13 +1,14 @@
 """Semantic-scale-balanced (SSB) classification loss.
 
 ``SemanticScaleBalancedLoss`` wraps one of mmdet's classification losses and
-scales it per class by ``class_weights`` (a persistent buffer, saved in and
-restored from checkpoints). The weights are set by
-:class:`~mmdet3d_equity.engine.hooks.SemanticScaleBalanceHook` (dynamic SSB)
-or by :meth:`SemanticScaleBalancedLoss.set_class_weights` (static SSB); they
-are proportional to 1 / S_i with mean 1 over classes, so the loss scale is
-kept. With all weights equal to 1 the wrapped loss is called unchanged, so the
-result is bit-identical to the stock loss.
+scales it per class by ``class_weights``. The weights are set by
+:class:`~mmdet3d_equity.engine.hooks.SemanticScaleBalanceHook` (dynamic SSB,
+which also saves them in and restores them from checkpoints) or by
+:meth:`SemanticScaleBalancedLoss.set_class_weights` (static SSB); they are
+proportional to 1 / S_i with mean 1 over classes, so the loss scale is kept.
+With all weights equal to 1 the wrapped loss is called unchanged, so the
+result is bit-identical to the stock loss. ``class_weights`` is a
+non-persistent buffer: the model's state dict stays that of plain mmdet3d.
 
 How the weight reaches the loss (documented in docs/semantic_scale.md):
 
@@ -18,20 +19,18 @@ How the weight reaches the loss (documented in docs/semantic_scale.md):
 * softmax ``mmdet.CrossEntropyLoss``: the loss of a sample with label c is
   multiplied by w_c; background / ignored labels (outside [0, C)) keep 1.
 
-Head integration (the traps): stock heads inspect the *config dict* of
-``loss_cls`` -- Anchor3DHead decides ``use_sigmoid`` and, from the type name,
-whether to use a sampler (``sampling = type not in ['mmdet.FocalLoss',
-'mmdet.GHMC']``). Importing this module therefore wraps the ``__init__`` of
-Anchor3DHead (and its subclasses), CenterHead and AnchorFreeMono3DHead
-(FCOS3D, PGD, SMOKE): when ``loss_cls`` is an SSB config, the head is built
-with the *inner* loss config -- exactly as the stock head -- and the built
-inner loss is then wrapped. Nothing changes for other configs. CenterHead
-calls one loss per task on task-local heatmap channels; the wrapper maps them
-to global classes (tasks in order, classes concatenated, which is how
-CenterHead numbers its labels).
+Head integration: the loss is installed on a *built* head
+(:class:`HeadSSB`, used by the hook before training), never through the
+model config. Stock heads inspect the config dict of ``loss_cls`` --
+Anchor3DHead decides ``use_sigmoid`` and, from the type name, whether to use
+a sampler -- so the head is built from its stock config exactly as without
+SSB, and its built loss is then wrapped. Where the classification loss is and
+the class layout come from the head's adapter
+(:mod:`mmdet3d_equity.models.head_adapters`). CenterHead calls one loss per
+task on task-local heatmap channels; the wrapper maps them to global classes
+(tasks in order, classes concatenated, which is how CenterHead numbers its
+labels), with a forward pre-hook on the head resetting the task cursor.
 """
-import copy
-import functools
 import inspect
 from typing import List, Optional, Sequence
 
@@ -41,7 +40,6 @@ from torch import nn
 
 from mmdet3d.registry import MODELS
 
-SSB_TYPES = ('SemanticScaleBalancedLoss', 'mmdet3d.SemanticScaleBalancedLoss')
 SUPPORTED_INNER = ('mmdet.FocalLoss', 'mmdet.GaussianFocalLoss',
                    'mmdet.CrossEntropyLoss')
 
@@ -64,17 +62,21 @@ def _inner_kind(module: nn.Module) -> str:
         f'{type(module).__name__}; supported: {", ".join(SUPPORTED_INNER)}')
 
 
-@MODELS.register_module()
 class SemanticScaleBalancedLoss(nn.Module):
     """Per-class semantic-scale-balanced wrapper of a classification loss.
+
+    Built by :class:`HeadSSB` around a head's built classification loss (the
+    SemanticScaleBalanceHook does it before training), or directly in
+    Python. Not a config type: in a model config it is refused (the hook is
+    the one place where SSB is configured).
 
     Args:
         loss (dict | nn.Module): the wrapped loss, one of
             ``mmdet.FocalLoss``, ``mmdet.GaussianFocalLoss``,
             ``mmdet.CrossEntropyLoss`` (config dict or built module).
-        num_classes (int, optional): number of foreground classes. Inside a
-            supported head it is taken from the head when omitted (and
-            checked against the head when given); required otherwise.
+        num_classes (int, optional): number of foreground classes; required
+            before weights can be set (:class:`HeadSSB` takes it from the
+            head's adapter).
     """
 
     def __init__(self, loss, num_classes: Optional[int] = None) -> None:
@@ -107,9 +109,12 @@ class SemanticScaleBalancedLoss(nn.Module):
                 raise ValueError(f'SemanticScaleBalancedLoss: num_classes '
                                  f'must be >= 1, got {num_classes}')
         self.num_classes = num_classes
+        # not persistent: checkpoints keep plain mmdet3d state dicts; the
+        # SemanticScaleBalanceHook saves and restores the weights itself
         self.register_buffer(
             'class_weights',
-            torch.ones(num_classes if num_classes is not None else 0))
+            torch.ones(num_classes if num_classes is not None else 0),
+            persistent=False)
         # CenterHead: one loss call per task on task-local channels
         self._task_sizes: Optional[List[int]] = None
         self._task_cursor = 0
@@ -130,20 +135,23 @@ class SemanticScaleBalancedLoss(nn.Module):
     def _ensure_num_classes(self, n: int, where: str) -> None:
         if self.num_classes is None:
             self.num_classes = int(n)
-            self.class_weights = torch.ones(
-                self.num_classes, device=self.class_weights.device)
+            self.register_buffer(
+                'class_weights',
+                torch.ones(self.num_classes,
+                           device=self.class_weights.device),
+                persistent=False)
         elif self.num_classes != n:
             raise ValueError(
                 f'SemanticScaleBalancedLoss: num_classes={self.num_classes} '
-                f'but {where} has {n} classes; remove num_classes from the '
-                f'loss config or make it match.')
+                f'but {where} has {n} classes; build it with the head\'s '
+                f'number of classes (HeadSSB takes it from the head adapter).')
 
     def set_class_weights(self, weights: Sequence[float]) -> None:
         """Set the per-class weights (finite, > 0, one per class)."""
         if self.num_classes is None:
             raise RuntimeError('SemanticScaleBalancedLoss: num_classes is '
-                               'unknown (not attached to a head); give '
-                               'num_classes in its config.')
+                               'unknown (not installed on a head); give '
+                               'num_classes when you build it.')
         w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
         if w.shape != (self.num_classes, ):
             raise ValueError(f'set_class_weights: expected {self.num_classes}'
@@ -163,16 +171,6 @@ class SemanticScaleBalancedLoss(nn.Module):
         self._task_sizes = sizes
         self._task_cursor = 0
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        key = prefix + 'class_weights'
-        if key in state_dict and self.num_classes is None:
-            self._ensure_num_classes(state_dict[key].numel(), 'checkpoint')
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      strict, missing_keys, unexpected_keys,
-                                      error_msgs)
-
     # -- forward -----------------------------------------------------------
     def _current_weights(self) -> torch.Tensor:
         if self._task_sizes is None:
@@ -191,7 +189,8 @@ class SemanticScaleBalancedLoss(nn.Module):
     def forward(self, *args, **kwargs) -> torch.Tensor:
         if self.num_classes is None:
             raise RuntimeError('SemanticScaleBalancedLoss: num_classes is '
-                               'unknown; give num_classes in its config.')
+                               'unknown (not installed on a head); give '
+                               'num_classes when you build it.')
         cw = self._current_weights()
         if bool((cw == 1).all()):
             return self.loss(*args, **kwargs)
@@ -233,84 +232,77 @@ class SemanticScaleBalancedLoss(nn.Module):
 
 
 # ---------------------------------------------------------------------------
-# Head integration
+# Installation on a built head
 # ---------------------------------------------------------------------------
-def is_ssb_config(cfg) -> bool:
-    return isinstance(cfg, dict) and (
-        cfg.get('type', None) in SSB_TYPES
-        or cfg.get('type', None) is SemanticScaleBalancedLoss)
+class HeadSSB:
+    """SSB installed on a built head: wraps ``head.<cls_loss>`` (the stock
+    loss the head was built with) in a :class:`SemanticScaleBalancedLoss`
+    and, for heads that call it once per task (CenterHead), adds a forward
+    pre-hook that resets the task cursor. :meth:`remove` restores the head
+    exactly.
 
+    Args:
+        head: the built dense head.
+        adapter: its head adapter (default: looked up from the head).
+    """
 
-def _split_ssb_config(cfg: dict):
-    cfg = copy.deepcopy(dict(cfg))
-    extra = set(cfg) - {'type', 'loss', 'num_classes'}
-    if extra:
-        raise ValueError(f'SemanticScaleBalancedLoss: unknown keys '
-                         f'{sorted(extra)}; it takes loss=dict(...) and '
-                         f'optionally num_classes.')
-    if 'loss' not in cfg:
-        raise ValueError(
-            'SemanticScaleBalancedLoss needs the wrapped loss: '
-            "loss_cls=dict(type='SemanticScaleBalancedLoss', "
-            "loss=dict(type='mmdet.FocalLoss', use_sigmoid=True, ...))")
-    inner = cfg['loss']
-    if not isinstance(inner, dict) or inner.get('type') not in \
-            SUPPORTED_INNER:
-        got = inner.get('type') if isinstance(inner, dict) else inner
-        raise ValueError(
-            f'SemanticScaleBalancedLoss: unknown inner loss type {got!r}. '
-            f'Set loss=dict(type=...) to one of {", ".join(SUPPORTED_INNER)}.')
-    return inner, cfg.get('num_classes', None)
-
-
-def _head_num_classes(head) -> int:
-    from mmdet3d.models.dense_heads import Anchor3DHead, CenterHead
-    if isinstance(head, CenterHead):
-        return sum(head.num_classes)
-    if isinstance(head, Anchor3DHead) and not head.use_sigmoid_cls:
-        return head.num_classes - 1  # the head added a background class
-    return head.num_classes
-
-
-def _wrap_head_init(cls) -> None:
-    if getattr(cls.__init__, '_ssb_wrapped', False):
-        return
-    orig = cls.__init__
-    sig = inspect.signature(orig)
-
-    @functools.wraps(orig)
-    def __init__(self, *args, **kwargs):
-        bound = sig.bind(self, *args, **kwargs)
-        cfg = bound.arguments.get('loss_cls', None)
-        if not is_ssb_config(cfg):
-            return orig(*bound.args, **bound.kwargs)
-        inner_cfg, num_classes = _split_ssb_config(cfg)
-        bound.arguments['loss_cls'] = inner_cfg
-        orig(*bound.args, **bound.kwargs)
-        ssb = SemanticScaleBalancedLoss(self.loss_cls, num_classes)
-        ssb._ensure_num_classes(_head_num_classes(self),
-                                type(self).__name__)
-        self.loss_cls = ssb
-        from mmdet3d.models.dense_heads import CenterHead
-        if isinstance(self, CenterHead):
-            sizes = list(self.num_classes)
-            ssb.begin_tasks(sizes)
+    def __init__(self, head: nn.Module, adapter=None) -> None:
+        from mmdet3d_equity.models.head_adapters import adapter_for_head
+        self.head = head
+        self.adapter = adapter_for_head(head) if adapter is None else adapter
+        attr = self.adapter.cls_loss
+        inner = getattr(head, attr, None)
+        name = type(head).__name__
+        if isinstance(inner, SemanticScaleBalancedLoss):
+            raise RuntimeError(
+                f'{name}.{attr} is already a SemanticScaleBalancedLoss: SSB '
+                'is installed once (one SemanticScaleBalanceHook).')
+        if not isinstance(inner, nn.Module):
+            raise ValueError(
+                f'{name} has no classification loss module at .{attr} (got '
+                f'{type(inner).__name__}); set cls_loss in its head adapter.')
+        self.attr = attr
+        self.inner = inner
+        self.loss = SemanticScaleBalancedLoss(
+            inner, num_classes=self.adapter.num_classes(head))
+        ref = next(iter(list(head.parameters()) + list(head.buffers())),
+                   None)
+        if ref is not None:
+            self.loss.to(ref.device)
+        setattr(head, attr, self.loss)
+        self._handles = []
+        tasks = self.adapter.class_tasks(head)
+        if tasks is not None:
+            self.loss.begin_tasks(tasks)
+            loss = self.loss
 
             def _reset_cursor(module, inputs):
-                module.loss_cls.begin_tasks(sizes)
+                loss.begin_tasks(tasks)
 
-            self.register_forward_pre_hook(_reset_cursor)
+            self._handles.append(head.register_forward_pre_hook(
+                _reset_cursor))
 
-    __init__._ssb_wrapped = True
-    cls.__init__ = __init__
-
-
-def install_head_integration() -> None:
-    """Wrap the supported heads' ``__init__`` (idempotent)."""
-    from mmdet3d.models.dense_heads import (Anchor3DHead,
-                                            AnchorFreeMono3DHead, CenterHead)
-    for cls in (Anchor3DHead, CenterHead, AnchorFreeMono3DHead):
-        _wrap_head_init(cls)
+    def remove(self) -> None:
+        """Put the stock loss back and remove the task hook."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        if getattr(self.head, self.attr, None) is self.loss:
+            setattr(self.head, self.attr, self.inner)
 
 
-install_head_integration()
+def _refuse_in_model_config(*args, **kwargs):
+    raise ValueError(
+        "SemanticScaleBalancedLoss is not configured in the model: remove "
+        "loss_cls=dict(type='SemanticScaleBalancedLoss', ...) from the head "
+        '(keep the stock loss_cls) and configure SSB once, on its hook: '
+        "custom_hooks = [dict(type='SemanticScaleBalanceHook', "
+        'warmup_epochs=5)]. The hook wraps the built loss before training '
+        '(docs/semantic_scale.md).')
+
+
+# The type name stays known to mmdet3d's registry so that an old-style
+# config (SSB as a head's loss_cls, which would silently build a different
+# head) fails with the fix instead of training without SSB.
+MODELS.register_module(name='SemanticScaleBalancedLoss',
+                       module=_refuse_in_model_config)

@@ -1,0 +1,22 @@
+"""The errors the command-line tools report as one line (``<tool>: error:
+<message>``, exit status 2) instead of a traceback: each names the problem
+and the fix (catalogue: docs/errors.md). Anything else is a bug and keeps
+its traceback."""
+from ..fileio import OutputError
+from ..scoring.clustering import ScoringError  # EmbeddingError, Checkpoint...
+from ..scoring.likelihood_file import LikelihoodFileError
+from ..semantic_scale.report import EvalResultError
+from .config import ConfigError
+from .semantic_scale import SemanticScaleError
+
+#: for ``except TOOL_ERRORS as e``
+TOOL_ERRORS = (ConfigError, OutputError, LikelihoodFileError, ScoringError,
+               EvalResultError, SemanticScaleError)
+
+
+def report_error(tool: str, error: BaseException) -> int:
+    """Print ``<tool>: error: <message>`` to stderr; return the exit
+    status 2."""
+    import sys
+    print(f'{tool}: error: {error}', file=sys.stderr, flush=True)
+    return 2

@@ -1,0 +1,133 @@
+"""Train and test as MMDetection3D's tools do (what ``tools/train.py`` and
+``tools/test.py`` run), usable from Python::
+
+    from mmdet3d_equity.apis.runner import (build_runner,
+                                            build_train_config)
+    build_runner(build_train_config('configs/tiny/x.py', amp=True)).train()
+
+Every argument is checked before the Runner is built (config, checkpoint,
+``--out``, work directory writable), so a refused run writes nothing. Under
+``launcher='pytorch'`` on a machine without CUDA the gloo group is started
+from the torchrun environment (see :mod:`.launch`).
+"""
+import logging
+import os.path as osp
+from typing import Optional
+
+from ..fileio import check_output_dir
+from .config import ConfigError, ensure_checkpoint, load_config, \
+    resolve_work_dir
+from .launch import prepare_runner_launch
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+TEST_TASKS = ('mono_det', 'multi-view_det', 'lidar_det', 'lidar_seg',
+              'multi-modality_det')
+
+
+def _check_launcher(launcher):
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f'launcher must be one of {LAUNCHERS}, got '
+                          f'{launcher!r}')
+
+
+def build_train_config(config: str, *, work_dir: Optional[str] = None,
+                       amp: bool = False, auto_scale_lr: bool = False,
+                       sync_bn: str = 'none', resume: Optional[str] = None,
+                       cfg_options=None, launcher: str = 'none'):
+    """The training config, with the flags of MMDetection3D's train.py.
+
+    ``resume``: None, ``'auto'`` (the latest checkpoint of the work dir) or
+    a checkpoint path."""
+    from mmengine.logging import print_log
+    _check_launcher(launcher)
+    # runner_options: refuse overrides that would not reach the Runner (a
+    # config-file variable, an unknown key), so the saved config is what ran
+    cfg = load_config(config, cfg_options, runner_options=True)
+    cfg.launcher = launcher
+    cfg.work_dir = resolve_work_dir(cfg, config, work_dir)
+    if amp:
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper == 'AmpOptimWrapper':
+            print_log('AMP training is already enabled in the config.',
+                      logger='current', level=logging.WARNING)
+        else:
+            if wrapper != 'OptimWrapper':
+                raise ConfigError(
+                    f'--amp needs optim_wrapper.type OptimWrapper, the config '
+                    f'has {wrapper!r}')
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in \
+                cfg.auto_scale_lr:
+            raise ConfigError(
+                '--auto-scale-lr needs auto_scale_lr = dict(enable=..., '
+                'base_batch_size=N) in the config')
+        cfg.auto_scale_lr.enable = True
+    if sync_bn not in ('none', 'torch', 'mmcv'):
+        raise ConfigError(f"sync_bn must be 'none', 'torch' or 'mmcv', got "
+                          f'{sync_bn!r}')
+    if sync_bn != 'none':
+        cfg.sync_bn = sync_bn
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise ConfigError(f'--resume checkpoint not found: {resume!r}')
+        cfg.resume = True
+        cfg.load_from = resume
+    return cfg
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def build_test_config(config: str, checkpoint: str, *,
+                      work_dir: Optional[str] = None,
+                      out: Optional[str] = None,
+                      show_dir: Optional[str] = None, score_thr: float = 0.1,
+                      task: str = 'lidar_det', cfg_options=None,
+                      launcher: str = 'none'):
+    """The test config, with the flags of MMDetection3D's test.py."""
+    _check_launcher(launcher)
+    cfg = load_config(config, cfg_options, runner_options=True)
+    cfg.launcher = launcher
+    cfg.work_dir = resolve_work_dir(cfg, config, work_dir)
+    cfg.load_from = ensure_checkpoint(checkpoint)
+    if out is not None:
+        if not out.endswith(('.pkl', '.pickle')):
+            raise ConfigError(f'--out must be a .pkl file, got {out!r}')
+        # the predictions are dumped after the whole test: check now
+        check_output_dir(osp.dirname(osp.abspath(out)), '--out')
+        cfg.test_evaluator = _as_list(cfg.test_evaluator) + [
+            dict(type='DumpResults', out_file_path=out)]
+    if show_dir is not None:
+        if task not in TEST_TASKS:
+            raise ConfigError(f'--task must be one of {TEST_TASKS}, got '
+                              f'{task!r}')
+        vis = cfg.default_hooks.get('visualization', None)
+        if vis is None:
+            raise ConfigError('--show-dir needs default_hooks.visualization '
+                              '(Det3DVisualizationHook) in the config')
+        vis.draw = True
+        vis.test_out_dir = show_dir
+        vis.score_thr = score_thr
+        vis.vis_task = task
+        vis.show = False
+    return cfg
+
+
+def build_runner(cfg):
+    """The Runner of a train/test config: the work directory is checked
+    first (created, writable), torchrun on CPU gets its gloo group."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    import mmdet3d_equity  # noqa: F401  (registers the plugin)
+    check_output_dir(cfg.work_dir, 'work')
+    prepare_runner_launch(cfg)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,231 @@
+"""The benchmark: preflight, runs, analysis (see docs/benchmark.md).
+
+:func:`run_benchmark` is what ``tools/benchmark.py`` calls:
+
+1. **preflight** (before any training): every config arm's config loads
+   with its options, its train dataset builds (an EquityDataset validates
+   its likelihood file there), its sampler, model, custom hooks, test
+   dataset and test evaluator build; existing runs in the work dir were
+   made with the same definitions; results arms have every seed; the output
+   directory is writable. All problems are reported together.
+2. **runs**: each (arm, seed) without a finished run is trained and tested
+   (see :mod:`.runs`); finished runs are reused.
+3. **analysis**: per metric view (slice x AP variant) and row (class or
+   summary), the spread over seeds of every arm and the paired difference
+   of every method arm to the baseline with a confidence interval and a
+   verdict (see :mod:`.stats`); training cost and sample-weight diagnostics.
+4. **report**: Markdown, CSV, JSON and plots (see :mod:`.report`).
+"""
+import copy
+import traceback
+from collections import OrderedDict
+from typing import Dict, List
+
+from ...fileio import check_output_dir
+from ..results import load_metrics, metric_views
+from .diagnostics import seconds_per_iter, weight_diagnostics
+from .runs import Run, execute, job_env, plan_runs
+from .spec import Arm, Spec, SpecError, applied_env, merged_options
+from .stats import paired_difference, spread
+
+
+def _log(msg: str) -> None:
+    print(f'[benchmark] {msg}', flush=True)
+
+
+def load_arm_config(spec: Spec, arm: Arm):
+    from mmdet3d_equity.apis.config import ConfigError, load_config
+    try:
+        return load_config(arm.config, merged_options(spec, arm))
+    except ConfigError as e:
+        raise SpecError(f'arm {arm.name!r}: {e}') from e
+
+
+def check_config_arm(spec: Spec, arm: Arm) -> None:
+    """Build what training and testing ``arm`` would build, without
+    training: raises with the arm's name and the problem."""
+    from mmengine.registry import DefaultScope, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+    from mmdet3d.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS,
+                                  MODELS)
+    cfg = load_arm_config(spec, arm)
+    step = 'importing custom_imports'
+    try:
+        if cfg.get('custom_imports'):
+            import_modules_from_strings(**cfg.custom_imports)
+        scope = cfg.get('default_scope', 'mmdet3d')
+        if DefaultScope.get_current_instance() is None:
+            init_default_scope(scope)
+        step = 'building the train dataset'
+        train_ds = DATASETS.build(copy.deepcopy(
+            cfg.train_dataloader.dataset))
+        sampler = cfg.train_dataloader.get('sampler')
+        if sampler is not None:
+            step = 'building the train sampler'
+            sampler = copy.deepcopy(sampler)
+            sampler.setdefault('dataset', train_ds)
+            DATA_SAMPLERS.build(sampler)
+        step = 'building the model'
+        MODELS.build(copy.deepcopy(cfg.model))
+        for i, h in enumerate(cfg.get('custom_hooks') or []):
+            step = f'building custom_hooks[{i}] ({h.get("type")})'
+            HOOKS.build(copy.deepcopy(h))
+        step = 'building the test dataset'
+        DATASETS.build(copy.deepcopy(cfg.test_dataloader.dataset))
+        evaluators = cfg.test_evaluator
+        if not isinstance(evaluators, (list, tuple)):
+            evaluators = [evaluators]
+        for e in evaluators:
+            step = f'building the test evaluator ({e.get("type")})'
+            METRICS.build(copy.deepcopy(e))
+    except Exception as e:  # report which arm and step, then the cause
+        raise SpecError(
+            f'arm {arm.name!r} ({arm.config}): {step} failed: '
+            f'{type(e).__name__}: {e}') from e
+
+
+def preflight(spec: Spec, work_dir: str, out_dir: str,
+              rerun: bool = False) -> List[Run]:
+    """Everything that can be checked before training; returns the runs."""
+    problems = []
+    for where, what in ((work_dir, 'work'), (out_dir, 'output')):
+        try:
+            check_output_dir(where, what)
+        except OSError as e:
+            problems.append(str(e))
+    runs = []
+    with applied_env(spec.env):
+        for arm in spec.all_arms:
+            if arm.kind != 'config':
+                continue
+            _log(f'preflight: arm {arm.name} ({arm.config})')
+            try:
+                check_config_arm(spec, arm)
+            except SpecError as e:
+                problems.append(str(e))
+        try:
+            runs = plan_runs(spec, work_dir, rerun)
+        except SpecError as e:
+            problems.append(str(e))
+    if problems:
+        raise SpecError('preflight found problems; nothing was trained:\n - '
+                        + '\n - '.join(problems))
+    _log(f'preflight passed: {len(spec.all_arms)} arms x '
+         f'{len(spec.seeds)} seeds')
+    return runs
+
+
+# --------------------------------------------------------------------------
+# analysis
+# --------------------------------------------------------------------------
+def collect(spec: Spec, runs: List[Run]) -> Dict:
+    """results[arm][seed] = metric views of that run's metrics JSON."""
+    out = OrderedDict((a.name, OrderedDict()) for a in spec.all_arms)
+    kind = metric = None
+    for run in runs:
+        path, metrics = load_metrics(run.metrics_file())
+        views = metric_views(path, metrics, spec.metric or metric, kind)
+        kind, metric = views['kind'], views['metric']
+        out[run.arm.name][run.seed] = dict(views, path=path)
+    return dict(kind=kind, metric=metric, results=out)
+
+
+def analyse(spec: Spec, collected: Dict) -> Dict:
+    """Rows of (view, row) with per-arm spread and paired differences."""
+    results = collected['results']
+    base = spec.baseline.name
+    # the rows come from the baseline's views, in their order
+    order = OrderedDict()
+    for seed, res in results[base].items():
+        for view, v in res['views'].items():
+            for kind in ('classes', 'summary'):
+                for row in v[kind]:
+                    order.setdefault((view, row), kind)
+    rows = []
+    for (view, row), kind in order.items():
+        per_arm = OrderedDict()
+        for arm in spec.all_arms:
+            vals = {}
+            for seed, res in results[arm.name].items():
+                v = res['views'].get(view)
+                if v is not None and row in v[kind]:
+                    vals[seed] = v[kind][row]
+            per_arm[arm.name] = vals
+        entry = OrderedDict(
+            slice=view[0], variant=view[1], row=row, kind=kind,
+            values={a: {str(s): x for s, x in v.items()}
+                    for a, v in per_arm.items()},
+            spread={a: spread(v) for a, v in per_arm.items()},
+            diff={a.name: paired_difference(per_arm[base],
+                                            per_arm[a.name],
+                                            spec.confidence)
+                  for a in spec.arms})
+        rows.append(entry)
+    return rows
+
+
+def cost(spec: Spec, runs: List[Run]) -> Dict:
+    """Seconds per iteration per arm and seed, and the paired ratio to the
+    baseline (config arms trained by the benchmark only)."""
+    per = OrderedDict((a.name, {}) for a in spec.all_arms)
+    for run in runs:
+        if run.arm.kind != 'config':
+            continue
+        s = seconds_per_iter(run.train_dir)
+        if s is not None:
+            per[run.arm.name][run.seed] = s['median']
+    base = per[spec.baseline.name]
+    out = OrderedDict()
+    for arm, vals in per.items():
+        ratios = {s: v / base[s] for s, v in vals.items() if s in base}
+        out[arm] = dict(seconds_per_iter=spread(vals),
+                        ratio_to_baseline=spread(ratios) if ratios else
+                        dict(n=0, mean=None, std=None))
+    return out
+
+
+def weights(spec: Spec) -> Dict:
+    out = OrderedDict()
+    with applied_env(spec.env):
+        for arm in spec.all_arms:
+            if arm.kind != 'config':
+                continue
+            cfg = load_arm_config(spec, arm)
+            try:
+                out[arm.name] = weight_diagnostics(cfg, spec.train_slices)
+            except Exception as e:  # a diagnostic, not the result
+                out[arm.name] = dict(error=f'{type(e).__name__}: {e}')
+                _log(f'weight diagnostics of {arm.name} failed: '
+                     + traceback.format_exception_only(type(e), e)[-1])
+    return out
+
+
+def run_benchmark(spec: Spec, work_dir: str, out_dir: str, jobs: int = 1,
+                  rerun: bool = False, overwrite: bool = False,
+                  plots: bool = True) -> Dict:
+    """Preflight, train/test what is missing, analyse, write the report."""
+    from .report import check_report_free, write_report
+    if spec.seeds is None:
+        # results-only benchmark: the seeds every arm has
+        from .spec import seeds_in_results
+        common = None
+        for arm in spec.all_arms:
+            s = set(seeds_in_results(arm))
+            common = s if common is None else common & s
+        if not common:
+            raise SpecError('the results directories share no seed<k>/ '
+                            'sub-directory; give --seeds')
+        spec.seeds = sorted(common)
+    check_report_free(out_dir, overwrite)
+    runs = preflight(spec, work_dir, out_dir, rerun)
+    execute(runs, job_env(spec, jobs), jobs, rerun)
+    collected = collect(spec, runs)
+    analysis = OrderedDict(
+        spec=spec.describe(), work_dir=work_dir, kind=collected['kind'],
+        metric=collected['metric'], seeds=spec.seeds,
+        runs={r.name: r.metrics_file() for r in runs},
+        rows=analyse(spec, collected), cost=cost(spec, runs),
+        weights=weights(spec))
+    files = write_report(analysis, out_dir, overwrite, plots=plots)
+    analysis['files'] = files
+    return analysis

@@ -1,0 +1,164 @@
+"""nuScenes evaluation of slices: the official detection evaluation
+(nuscenes-devkit ``DetectionEval``, as NuScenesMetric runs it) restricted
+to the samples of a slice, ground-truth counts and class-group means.
+
+The predictions are formatted once with the wrapped NuScenesMetric's own
+``format_results``; the devkit loads the ground truth of the evaluation
+split once; each slice then evaluates the devkit's ground-truth and
+prediction boxes of its samples only (after the devkit's own filters,
+which act per box). That is exactly the devkit's evaluation of a split
+holding only those samples (checked against NuScenesMetric on a copy of
+the tables reduced to the slice, tests/test_slice_metric_nuscenes.py).
+
+nuScenes AP interpolates precision on 101 recall points of the full
+precision-recall curve, so it needs no dense variant.
+"""
+import copy
+import os.path as osp
+import tempfile
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .class_groups import check_groups_cover
+from .slice_sources import SliceError
+
+#: NuScenesMetric's version -> evaluation split
+EVAL_SET = {'v1.0-mini': 'mini_val', 'v1.0-trainval': 'val'}
+ERR_NAMES = {'trans_err': 'mATE', 'scale_err': 'mASE',
+             'orient_err': 'mAOE', 'vel_err': 'mAVE', 'attr_err': 'mAAE'}
+CAM_NUM = 6
+
+
+class NuScenesSliceAdapter:
+    """Evaluate subsets of a NuScenesMetric's evaluated samples."""
+
+    kind = 'nuscenes'
+
+    def __init__(self, metric, min_gt: int,
+                 groups: Optional[Mapping[str, Sequence[str]]] = None):
+        self.metric = metric
+        self.min_gt = int(min_gt)
+        self.groups = groups
+        if metric.format_only:
+            raise SliceError('SliceMetric evaluates; the wrapped '
+                             'NuScenesMetric has format_only=True')
+        self._tmp = None
+
+    def prepare(self, results: Sequence[dict]) -> List[str]:
+        import mmengine
+        from nuscenes import NuScenes
+        from nuscenes.eval.detection.evaluate import NuScenesEval
+
+        from mmdet3d.structures import CameraInstance3DBoxes
+        m = self.metric
+        self.classes = list(m.dataset_meta['classes'])
+        version = m.dataset_meta['version']
+        if version not in EVAL_SET:
+            raise SliceError(f'NuScenesMetric evaluates versions '
+                             f'{sorted(EVAL_SET)}, not {version!r}')
+        if self.groups is not None:
+            check_groups_cover(self.groups, self.classes)
+        m.version = version
+        m.data_infos = mmengine.load(
+            m.ann_file, backend_args=m.backend_args)['data_list']
+        self.cleanup()
+        self._tmp = tempfile.TemporaryDirectory(prefix='slice_nus_')
+        result_dict, _ = m.format_results(
+            results, self.classes, osp.join(self._tmp.name, 'results'))
+        names = [n for n in results[0] if 'pred' in n and '3d' in n
+                 and n[0] != '_']
+        camera = bool(names) and isinstance(
+            results[0][names[0]]['bboxes_3d'], CameraInstance3DBoxes)
+        ids = [m.data_infos[r['sample_idx'] // CAM_NUM if camera
+                            else r['sample_idx']]['token'] for r in results]
+        nusc = NuScenes(version=version, dataroot=m.data_root,
+                        verbose=False)
+        self.evals = {}
+        for name, path in result_dict.items():
+            self.evals[name] = NuScenesEval(
+                nusc, config=m.eval_detection_configs, result_path=path,
+                eval_set=EVAL_SET[version],
+                output_dir=osp.join(self._tmp.name, name), verbose=False)
+        return ids
+
+    def cleanup(self):
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @staticmethod
+    def _subset(boxes, tokens):
+        from nuscenes.eval.common.data_classes import EvalBoxes
+        out = EvalBoxes()
+        for t in tokens:
+            out.add_boxes(t, boxes[t] if t in boxes.boxes else [])
+        return out
+
+    def _gt_counts(self, tokens) -> Dict[str, int]:
+        ev = next(iter(self.evals.values()))
+        counts = {c: 0 for c in self.classes}
+        for t in tokens:
+            for b in ev.gt_boxes.boxes.get(t, []):
+                if b.detection_name in counts:
+                    counts[b.detection_name] += 1
+        return counts
+
+    def evaluate(self, tokens: Sequence[str], stock: Dict[str, float] = None
+                 ) -> Dict[Tuple[str, str], float]:
+        """Values of the samples ``tokens``: ('stock', key) (unless
+        ``stock``, the whole split's values, is given), ('count', name),
+        ('few', name), ('group', name)."""
+        tokens = list(dict.fromkeys(tokens))
+        counts = self._gt_counts(tokens)
+        out = {('count', 'num_samples'): float(len(tokens))}
+        for c in self.classes:
+            out[('count', c)] = float(counts[c])
+            out[('few', c)] = float(counts[c] < self.min_gt)
+        if not tokens or not any(counts.values()):
+            return out
+        all_present = all(counts[c] > 0 for c in self.classes)
+        class_ap = {}
+        for name, ev in self.evals.items():
+            sub = copy.copy(ev)
+            sub.gt_boxes = self._subset(ev.gt_boxes, tokens)
+            sub.pred_boxes = self._subset(ev.pred_boxes, tokens)
+            metrics, _ = sub.evaluate()
+            summary = metrics.serialize()
+            pre = f'{name}_NuScenes'
+            detail = {}
+            for c in self.classes:
+                for k, v in summary['label_aps'][c].items():
+                    detail[f'{pre}/{c}_AP_dist_{k}'] = (c, float(f'{v:.4f}'))
+                for k, v in summary['label_tp_errors'][c].items():
+                    detail[f'{pre}/{c}_{k}'] = (c, float(f'{v:.4f}'))
+                for k, v in summary['tp_errors'].items():
+                    detail[f'{pre}/{ERR_NAMES[k]}'] = (None,
+                                                       float(f'{v:.4f}'))
+            detail[f'{pre}/NDS'] = (None, summary['nd_score'])
+            detail[f'{pre}/mAP'] = (None, summary['mean_ap'])
+            if stock is None:
+                for key, (c, v) in detail.items():
+                    if (counts[c] > 0) if c is not None else all_present:
+                        out[('stock', key)] = float(v)
+            class_ap[name] = {c: float(summary['mean_dist_aps'][c])
+                              for c in self.classes if counts[c] > 0}
+        if self.groups is not None:
+            for name, aps in class_ap.items():
+                for g, members in self.groups.items():
+                    vals = [aps[c] for c in members if c in aps]
+                    out[('count', f'classes_{g}')] = float(len(vals))
+                    if vals:
+                        label = g if len(class_ap) == 1 else f'{name}_{g}'
+                        out[('group', f'{label}_mAP')] = float(
+                            f'{np.mean(vals):.4f}')
+        return out
+
+    def table_columns(self) -> List[Tuple[str, str]]:
+        name = next(iter(self.evals)) if getattr(self, 'evals', None) \
+            else 'pred_instances_3d'
+        return [(c, f'{name}_NuScenes/{c}_AP_dist_2.0')
+                for c in self.classes]
+
+    def count_name(self, cls: str) -> str:
+        return cls

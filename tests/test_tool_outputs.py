@@ -1,0 +1,175 @@
+"""What every tool does with its outputs: a refused run leaves every
+existing file as it was (log files included), and an output path that
+cannot be written is refused before any work, with the problem and the fix
+(tools called in-process; none of these runs reaches the data)."""
+import importlib.util
+import os
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+KITTI_CFG = osp.join(REPO, 'configs', 'tiny',
+                     'pointpillars_tiny-kitti-3class.py')
+
+
+def tool(name):
+    spec = importlib.util.spec_from_file_location(
+        f'tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def snapshot(folder):
+    """{relative path: (bytes, mtime_ns)} of every file under folder."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = osp.join(root, f)
+            with open(p, 'rb') as fh:
+                out[osp.relpath(p, folder)] = (fh.read(),
+                                               os.stat(p).st_mtime_ns)
+    return out
+
+
+def exit_code(fn, *args):
+    try:
+        rc = fn(*args)
+    except SystemExit as e:
+        rc = e.code
+    return rc
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    """A regular file: no directory can be created below it (a read-only
+    directory would not do: the tests run as root, who writes anywhere)."""
+    f = tmp_path / 'a_file'
+    f.write_text('x')
+    return f
+
+
+@pytest.mark.parametrize('existing', [
+    ('lik.npz', 'lik.csv', 'lik_summary.json', 'lik.log'),
+    ('lik.log', ),  # only the log of an earlier, failed run
+    ('lik_figures/projection.png', ),
+])
+def test_compute_likelihoods_refused_rerun_keeps_every_file(
+        tmp_path, capsys, existing):
+    out_dir = tmp_path / 'out'
+    for name in existing:
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / name).write_text(f'earlier {name}\n')
+    before = snapshot(out_dir)
+    rc = tool('compute_likelihoods').main(
+        [KITTI_CFG, '--out', str(out_dir / 'lik.npz')])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert 'compute_likelihoods: error: output(s) [' in err
+    assert 'already exist; pass --overwrite (overwrite=True) to replace ' \
+        'them, or choose another --out' in err
+    assert snapshot(out_dir) == before
+
+
+def test_compute_likelihoods_checks_outputs_before_work(tmp_path, a_file,
+                                                        capsys):
+    cl = tool('compute_likelihoods')
+    assert cl.main([KITTI_CFG, '--out', str(a_file / 'lik.npz')]) == 2
+    assert f'compute_likelihoods: error: the output path {a_file} exists ' \
+        'and is not a directory; choose another location' in \
+        capsys.readouterr().err
+    assert cl.main([KITTI_CFG, '--out', str(a_file / 'sub' / 'lik.npz')]) \
+        == 2
+    assert f'compute_likelihoods: error: cannot create the output directory ' \
+        f'{a_file}/sub (' in capsys.readouterr().err
+    assert cl.main([KITTI_CFG, '--out', str(tmp_path / 'lik.npz'),
+                    '--cache-dir', str(a_file / 'cache')]) == 2
+    assert 'cannot create the embedding cache directory' in \
+        capsys.readouterr().err
+    assert cl.main([KITTI_CFG, '--out', str(tmp_path / 'lik.pkl')]) == 2
+    assert '--out must end with .npz (likelihood files are NumPy ' \
+        "archives), got '" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ['a_file']
+
+
+def test_semantic_scale_checks_out_dir_before_work(tmp_path, a_file,
+                                                   capsys):
+    rc = exit_code(tool('semantic_scale').main,
+                   [KITTI_CFG, 'no_such.pth', '--out-dir', str(a_file / 'o')])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f'semantic_scale.py: error: cannot create the output directory ' \
+        f'{a_file}/o' in err
+    for name in ('count_vs_scale.png', 'semantic_scale.json'):
+        d = tmp_path / name.split('.')[0]
+        d.mkdir()
+        (d / name).write_text('earlier')
+        before = snapshot(d)
+        rc = exit_code(tool('semantic_scale').main,
+                       [KITTI_CFG, 'no_such.pth', '--out-dir', str(d)])
+        assert rc == 2 and '--overwrite' in capsys.readouterr().err
+        assert snapshot(d) == before
+
+
+def test_create_tiny_dataset_checks_the_parent_before_work(a_file, capsys):
+    rc = tool('create_tiny_dataset').main(
+        ['kitti', '--out', str(a_file / 'tiny')])
+    assert rc == 2
+    assert f'create_tiny_dataset: error: the parent path {a_file} exists ' \
+        'and is not a directory; choose another location' in \
+        capsys.readouterr().err
+    rc = tool('create_tiny_dataset').main(
+        ['kitti', '--out', str(a_file / 'sub' / 'tiny')])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f'create_tiny_dataset: error: cannot create the parent directory ' \
+        f'{a_file}/sub (' in err and 'choose a writable location' in err
+
+
+def test_train_and_test_check_outputs_before_the_runner(tmp_path, a_file,
+                                                        capsys):
+    rc = exit_code(tool('train').main,
+                   [KITTI_CFG, '--work-dir', str(a_file / 'work')])
+    assert rc == 2
+    assert f'train.py: error: cannot create the work directory ' \
+        f'{a_file}/work' in capsys.readouterr().err
+    # --out is written after the whole test: checked before it starts
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'')
+    rc = exit_code(tool('test').main,
+                   [KITTI_CFG, str(ckpt), '--work-dir', str(tmp_path / 'w'),
+                    '--out', str(a_file / 'sub' / 'preds.pkl')])
+    assert rc == 2
+    assert f'test.py: error: cannot create the --out directory ' \
+        f'{a_file}/sub (' in capsys.readouterr().err
+    assert not (tmp_path / 'w').exists()
+
+
+def test_refused_train_leaves_the_work_dir_as_it_was(tmp_path, capsys):
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text('epoch_1.pth')
+    (work / '20240101_000000').mkdir()
+    (work / '20240101_000000' / 'run.log').write_text('earlier log')
+    before = snapshot(work)
+    rc = exit_code(tool('train').main,
+                   [KITTI_CFG, '--work-dir', str(work), '--resume',
+                    str(tmp_path / 'nope.pth')])
+    assert rc == 2
+    assert "--resume checkpoint not found: '" in capsys.readouterr().err
+    assert snapshot(work) == before
+    assert sorted(os.listdir(work)) == ['20240101_000000', 'last_checkpoint']
+
+
+def test_tiny_dataset_follows_the_umask(tiny_kitti_root):
+    """The generator builds in a temporary folder (mkdtemp: 0700) and
+    renames it into place: the result has ordinary permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for rel, mode in (('', 0o777), ('training', 0o777),
+                      ('frame_modes.json', 0o666),
+                      ('kitti_infos_train.pkl', 0o666),
+                      ('training/velodyne/000000.bin', 0o666)):
+        path = osp.join(tiny_kitti_root, rel)
+        assert os.stat(path).st_mode & 0o777 == mode & ~umask, rel
