@@ -357,3 +357,22 @@ def test_corrupt_embedding_cache_is_recomputed_with_a_warning(
     # the cache was replaced by a good one
     with np.load(path, allow_pickle=False) as z:
         np.testing.assert_array_equal(z['embeddings'], ref)
+
+
+def test_scorer_fitted_with_channels_last_scores_another_split(kitti_env,
+                                                               tmp_path):
+    """The saved scorer records the numeric options (precision,
+    channels_last), so scoring the val split rebuilds the same embedder
+    (before, it was refused as 'differs from the one the scorer was
+    fitted with')."""
+    from mmdet3d_equity.scoring.pipeline import compute_likelihoods
+    from mmdet3d_equity.scoring.split_scoring import score_other_split
+    out = str(tmp_path / 'lik.npz')
+    kw = dict(backbone=R18, input_size=(64, 32), batch_size=16)
+    compute_likelihoods(KITTI_CFG, out, save_scorer=True,
+                        channels_last=True, figures=False, **kw)
+    rec = score_other_split(KITTI_CFG, str(tmp_path / 'lik_scorer.npz'),
+                            str(tmp_path / 'val.npz'), split='val',
+                            use_cache=False)
+    assert rec['dataset']['split'] == 'val'
+    assert rec['embedder']['channels_last'] is True

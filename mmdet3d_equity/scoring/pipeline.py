@@ -453,7 +453,9 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
                  input_size=list(input_size) if isinstance(
                      input_size, (list, tuple)) else input_size,
                  resize=resize, detector_config=detector_config,
-                 detector_checkpoint=detector_checkpoint, seed=int(seed)),
+                 detector_checkpoint=detector_checkpoint, seed=int(seed),
+                 amp=bool(amp), amp_dtype=emb_model.options.amp_dtype,
+                 channels_last=bool(channels_last)),
             logger)
     return record
 
