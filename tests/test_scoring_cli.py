@@ -47,3 +47,16 @@ def test_bad_arguments():
         kw('--input-size', '1', '2', '3')
     with pytest.raises(SystemExit):
         kw('--clusterer', 'spectral')
+
+
+def test_loader_and_precision_flags():
+    k = kw()
+    assert k['num_workers'] == 2 and k['amp'] is False
+    assert k['amp_dtype'] is None and k['channels_last'] is False
+    k = kw('--workers', '0', '--amp', '--amp-dtype', 'bfloat16',
+           '--channels-last', '--device', 'cuda:1', '--batch-size', '32')
+    assert k['num_workers'] == 0 and k['amp'] is True
+    assert k['amp_dtype'] == 'bfloat16' and k['channels_last'] is True
+    assert k['device'] == 'cuda:1' and k['batch_size'] == 32
+    with pytest.raises(SystemExit):
+        kw('--amp-dtype', 'int8')

@@ -212,13 +212,13 @@ def test_bad_inputs(kitti_env, tmp_path):
 def test_nan_embeddings_from_embedder(kitti_env, tmp_path, monkeypatch):
     from mmdet3d_equity.scoring import embedders
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
-    orig = embedders.ImageBackboneEmbedder.embed_images
+    orig = embedders.ImageBackboneEmbedder.embed_batch
 
-    def nan_embed(self, imgs):
-        v = orig(self, imgs)
-        v[0, 0] = np.nan
+    def nan_embed(self, batch):
+        v = orig(self, batch).clone()
+        v[0, 0, 0] = float('nan')
         return v
-    monkeypatch.setattr(embedders.ImageBackboneEmbedder, 'embed_images',
+    monkeypatch.setattr(embedders.ImageBackboneEmbedder, 'embed_batch',
                         nan_embed)
     with pytest.raises(ScoringError, match='contain NaN/inf'):
         compute_likelihoods(KITTI_CFG, str(tmp_path / 'a.npz'),

@@ -1,7 +1,10 @@
-"""Overhead of dynamic SSB training: iteration time with and without the hook.
+"""Overhead of dynamic SSB training: iteration time with and without the hook,
+and the time of one class-scale update at a realistic size.
 
     python tools/benchmark_ssb.py [--config CFG] [--iters N] [--batch-size B]
         [--interval K] [--rounds R] [--cfg-options k=v ...]
+        [--update-shape C M D] [--update-repeats R] [--push-size K]
+        [--update-only] [--json FILE]
 
 Builds the detector of a config (default: the tiny CPU PointPillars,
 configs/tiny/pointpillars_tiny-kitti-3class_ssb.py), wraps its head's
@@ -17,6 +20,18 @@ on synthetic point clouds with ground-truth boxes:
 
 Rounds alternate baseline / SSB to average out machine noise. Prints the
 mean iteration times, the ratio SSB / baseline and the update time.
+
+Then the update at a realistic size (default 10 classes x 4096 stored
+features x 256 dims, every class full): a store filled by pushes of random
+features (per-class offsets, scales and drifting means; every ring turned
+over three times), ``store.compute()`` timed
+``--update-repeats`` times (wall clock and process CPU time, min / median
+/ max), against the float64 reference (:func:`class_scales` on the stored
+features: centring + per-class log-determinant, what an update cost before
+the running moments) with the largest relative deviation of S' and of the
+weights; and the mean cost of one push of ``--push-size`` features into
+the full store (it carries the running-moment updates). The load average
+is printed: on a shared machine wall times include waiting for a core.
 Not a test: timings depend on the machine.
 """
 import argparse
@@ -42,7 +57,107 @@ def parse_args(argv=None):
     p.add_argument('--points', type=int, default=8000,
                    help='points per synthetic cloud')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--update-shape', type=int, nargs=3,
+                   default=[10, 4096, 256], metavar=('C', 'M', 'D'),
+                   help='classes, stored features per class, feature dim '
+                   'of the update benchmark')
+    p.add_argument('--update-repeats', type=int, default=20)
+    p.add_argument('--push-size', type=int, default=64,
+                   help='features per push in the push-cost measurement')
+    p.add_argument('--update-only', action='store_true',
+                   help='skip the training-iteration benchmark')
+    p.add_argument('--json', help='also write the numbers to this file')
     return p.parse_args(argv)
+
+
+def _stats(values):
+    import numpy as np
+    v = 1000.0 * np.asarray(values)
+    return dict(min_ms=float(v.min()), median_ms=float(np.median(v)),
+                max_ms=float(v.max()))
+
+
+def benchmark_update(num_classes=10, capacity=4096, dim=256, repeats=20,
+                     push_size=64, seed=0):
+    """Time ``ClassFeatureStore.compute`` on a full store against the
+    float64 reference; returns a dict of the numbers."""
+    import os
+    import numpy as np
+    import torch
+
+    from mmdet3d_equity.semantic_scale.measures import class_scales
+    from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
+    g = torch.Generator().manual_seed(seed)
+    C, M, D = num_classes, capacity, dim
+    store = ClassFeatureStore(C, M)
+    offset = torch.randn(C, D, generator=g) * 5
+    scale = torch.rand(C, D, generator=g) * 2 + 0.1
+    drift = torch.randn(C, D, generator=g)
+    # fill as training does: pushes of mixed classes, every ring turned
+    # over three times, class means drifting by a few standard deviations
+    chunk, total = 512, 3 * C * M
+    t0 = time.perf_counter()
+    for s in range(0, total, chunk):
+        lab = torch.randint(0, C, (chunk, ), generator=g)
+        f = torch.randn(chunk, D, generator=g) * scale[lab] + offset[lab] \
+            + drift[lab] * (3.0 * s / total)
+        store.push(f, lab)
+    fill = time.perf_counter() - t0
+    store.compute()  # warm-up (and queued moment updates applied)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        res = store.compute()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    ref_wall = []
+    for _ in range(2):
+        w0 = time.perf_counter()
+        ref = class_scales([store.features(c) for c in range(C)])
+        ref_wall.append(time.perf_counter() - w0)
+    sp_dev = np.abs(res['scale_prime'] - ref['scale_prime']) / np.maximum(
+        1.0, np.abs(ref['scale_prime']))
+    w_dev = np.abs(res['weight'] - ref['weight']) / np.abs(ref['weight'])
+    pushes = [(torch.randn(push_size, D, generator=g) * 2,
+               torch.randint(0, C, (push_size, ), generator=g))
+              for _ in range(100)]
+    p0, c0 = time.perf_counter(), time.process_time()
+    for f, lab in pushes:
+        store.push(f, lab)
+    push = (time.perf_counter() - p0) / len(pushes)
+    push_cpu = (time.process_time() - c0) / len(pushes)
+    return dict(
+        shape=[C, M, D], torch_threads=torch.get_num_threads(),
+        load_average=list(os.getloadavg()), fill_s=fill,
+        update_wall=_stats(wall), update_cpu=_stats(cpu),
+        reference_wall=_stats(ref_wall),
+        max_rel_dev_scale_prime=float(sp_dev.max()),
+        max_rel_dev_weight=float(w_dev.max()),
+        push_size=push_size, push_mean_ms=1000.0 * push,
+        push_mean_cpu_ms=1000.0 * push_cpu)
+
+
+def print_update(r):
+    C, M, D = r['shape']
+    print(f'class-scale update, {C} classes x {M} features x {D} dims '
+          f'(torch threads {r["torch_threads"]}, load average '
+          f'{r["load_average"][0]:.1f}):')
+    for k, name in (('update_wall', 'update, wall'),
+                    ('update_cpu', 'update, CPU time'),
+                    ('reference_wall', 'float64 reference (re-centre + '
+                     'log-det per class), wall')):
+        v = r[k]
+        print(f'  {name}: min {v["min_ms"]:.1f} / median '
+              f'{v["median_ms"]:.1f} / max {v["max_ms"]:.1f} ms')
+    speedup = r['reference_wall']['median_ms'] / \
+        r['update_wall']['median_ms']
+    print(f'  speed-up (reference / update, medians): {speedup:.0f}x')
+    print("  largest relative deviation from the reference: S' "
+          f'{r["max_rel_dev_scale_prime"]:.1e}, weights '
+          f'{r["max_rel_dev_weight"]:.1e} (tolerance 1e-9)')
+    print(f'  one push of {r["push_size"]} features into the full store '
+          f'(running moments included): {r["push_mean_ms"]:.2f} ms wall, '
+          f'{r["push_mean_cpu_ms"]:.2f} ms CPU (mean of 100)')
 
 
 def synthetic_batch(seed, batch_size, n_points, pcr):
@@ -77,6 +192,21 @@ def synthetic_batch(seed, batch_size, n_points, pcr):
 
 def main(argv=None):
     args = parse_args(argv)
+
+    import mmdet3d_equity  # noqa: F401
+    C, M, D = args.update_shape
+    update = benchmark_update(C, M, D, args.update_repeats, args.push_size)
+    print_update(update)
+    out = dict(update=update)
+    if not args.update_only:
+        out.update(benchmark_iterations(args))
+    if args.json:
+        from mmdet3d_equity.fileio import atomic_write_json
+        atomic_write_json(args.json, out, overwrite=True)
+    return out
+
+
+def benchmark_iterations(args):
     import numpy as np
     import torch
     from mmengine.registry import init_default_scope

@@ -4,7 +4,9 @@ likelihoods for DatasetEquity (embeddings -> PCA -> clusters -> p).
     python tools/compute_likelihoods.py CONFIG --out work_dirs/lik.npz
         [--embedder image] [--backbone "dict(type='mmdet.ResNet', depth=50)"]
         [--checkpoint PATH_OR_URL] [--input-size 384 | --input-size W H]
-        [--resize squash|letterbox]
+        [--resize squash|letterbox] [--batch-size 8] [--device cpu|cuda]
+        [--workers 2] [--amp [--amp-dtype float16|bfloat16]]
+        [--channels-last]
         [--embedder detector --detector-config CFG --detector-checkpoint CKPT]
         [--cameras CAM_FRONT ... | all] [--camera-aggregation
          concat|mean|likelihood-min|likelihood-mean] [--img-prefix DIR]
@@ -87,8 +89,23 @@ def parse_args(argv=None):
     g.add_argument('--img-prefix', default=None,
                    help='image folder relative to data_root (may contain '
                    '{cam}); default from data_prefix / the standard layout')
-    g.add_argument('--batch-size', type=int, default=8)
+    g.add_argument('--batch-size', type=int, default=8,
+                   help='samples per forward (x cameras); does not change '
+                   'the results')
     g.add_argument('--device', default='cpu')
+    g.add_argument('--workers', type=int, default=2,
+                   help='DataLoader workers that read, decode and resize '
+                   'while the model runs (0: in the main process); does not '
+                   'change the results; default 2')
+    g.add_argument('--amp', action='store_true',
+                   help='mixed precision (torch.autocast); embeddings change '
+                   'within a small tolerance (docs/likelihoods.md)')
+    g.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
+                   default=None, help='autocast dtype with --amp (default '
+                   'float16 on CUDA, bfloat16 on CPU)')
+    g.add_argument('--channels-last', action='store_true',
+                   help='channels_last memory format for the model and '
+                   'images (faster convolutions on recent GPUs)')
     g.add_argument('--cache-dir', default=None,
                    help='embedding cache folder (default: '
                    '<dir of --out>/embedding_cache)')
@@ -177,6 +194,8 @@ def build_kwargs(args):
                 clusterer=clusterer, likelihood_def=args.likelihood,
                 density_k=args.density_k, seed=args.seed,
                 batch_size=args.batch_size, device=args.device,
+                num_workers=args.workers, amp=args.amp,
+                amp_dtype=args.amp_dtype, channels_last=args.channels_last,
                 cache_dir=args.cache_dir, use_cache=not args.no_cache,
                 overwrite=args.overwrite, eta=args.eta, gamma=args.gamma,
                 figures=not args.no_figures, cfg_options=args.cfg_options,

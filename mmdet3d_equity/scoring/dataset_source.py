@@ -6,6 +6,7 @@ samples by the dataset's own identity (:func:`sample_identity`) and resolves
 camera image paths and LiDAR paths. Only the training split is ever used.
 """
 import copy
+import os
 import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
@@ -30,6 +31,36 @@ STANDARD_IMAGE_LAYOUT = {
         'CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
         'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')},
 }
+
+
+def check_point_cloud(path: str, load_dim: int, sample_id=None) -> int:
+    """Check a float32 point-cloud file (KITTI/nuScenes ``.bin``) before it
+    is read; return its number of points.
+
+    Raises :class:`ScoringError` naming the file and the problem when it is
+    missing, empty (0 bytes) or truncated (its size is not a whole number
+    of ``load_dim`` x 4-byte point records)."""
+    where = f' (sample {sample_id!r})' if sample_id is not None else ''
+    record = 4 * int(load_dim)
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        raise ScoringError(f'point cloud not found: {path}{where}. Check '
+                           'data_root / data_prefix of the training '
+                           'dataset.') from None
+    if size == 0:
+        raise ScoringError(
+            f'point cloud {path}{where} is empty (0 bytes): restore the file '
+            'from the dataset archive, or remove the sample from the info '
+            'file.')
+    if size % record:
+        raise ScoringError(
+            f'point cloud {path}{where} is truncated or not a '
+            f'{load_dim}-value float32 point file: {size} bytes is not a '
+            f'multiple of the {record}-byte point record (load_dim='
+            f'{load_dim}). Restore the file, or fix load_dim of '
+            'LoadPointsFromFile in the config.')
+    return size // record
 
 
 def _type_name(t) -> str:
@@ -254,15 +285,12 @@ class TrainSplit:
 
     def load_points(self, i: int) -> np.ndarray:
         path = self.lidar_path(i)
-        if path is None or not osp.isfile(path):
-            raise ScoringError(f'point cloud of sample {self.ids[i]!r} not '
-                               f'found: {path}')
+        if path is None:
+            raise ScoringError(f'sample {self.ids[i]!r} has no point cloud '
+                               '(info["lidar_points"]["lidar_path"])')
         dim = self.lidar_load_dim()
-        pts = np.fromfile(path, dtype=np.float32)
-        if pts.size % dim:
-            raise ScoringError(f'point cloud {path} has {pts.size} floats, '
-                               f'not a multiple of load_dim={dim}')
-        return pts.reshape(-1, dim)
+        check_point_cloud(path, dim, self.ids[i])
+        return np.fromfile(path, dtype=np.float32).reshape(-1, dim)
 
     def describe(self) -> Dict:
         return dict(type=self.type, data_root=self.data_root,

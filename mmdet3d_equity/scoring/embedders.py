@@ -1,4 +1,5 @@
-"""Appearance embeddings: one vector per training sample (DatasetEquity step 1).
+"""Appearance embeddings: one vector per training sample (DatasetEquity
+step 1).
 
 Two embedders:
 
@@ -12,13 +13,22 @@ Two embedders:
   backbone for PointPillars), every output map globally average pooled and
   concatenated. Works for LiDAR-only datasets.
 
+Both embed through a torch DataLoader (:func:`iter_embeddings`): worker
+processes read, decode and resize images (or run the detector's test
+pipeline on point clouds) while the model runs; on CUDA batches are pinned
+and copied without blocking. Mixed precision (autocast) and channels_last
+are options (:class:`InferenceOptions`). Results do not depend on the
+number of workers or the batch size.
+
 Checkpoints are checked against the model: missing, unexpected or
 shape-mismatched keys are an error (:class:`CheckpointMismatchError`).
 """
+import contextlib
 import copy
 import inspect
 import os.path as osp
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import torch
@@ -32,6 +42,7 @@ DEFAULT_BACKBONE = dict(type='mmdet.ResNet', depth=50, num_stages=4,
                         norm_cfg=dict(type='BN', requires_grad=False),
                         norm_eval=True, style='pytorch')
 RESIZE_MODES = ('squash', 'letterbox')
+AMP_DTYPES = ('float16', 'bfloat16')
 
 
 class EmbeddingError(ScoringError):
@@ -39,7 +50,8 @@ class EmbeddingError(ScoringError):
 
 
 class CheckpointMismatchError(EmbeddingError):
-    """A checkpoint whose weights do not fit the model built from the config."""
+    """A checkpoint whose weights do not fit the model built from the
+    config."""
 
 
 # ----------------------------------------------------------- checkpoints
@@ -106,7 +118,7 @@ def load_checked(model: torch.nn.Module, state_dict: Mapping, source: str,
 
 def global_pool(feats) -> torch.Tensor:
     """Globally average pool every (B, C, ...) map in a nested output and
-    concatenate along channels -> (B, sum C)."""
+    concatenate along channels -> (B, sum C) float32."""
     maps: List[torch.Tensor] = []
 
     def walk(x):
@@ -115,7 +127,8 @@ def global_pool(feats) -> torch.Tensor:
                 raise EmbeddingError(
                     f'feature of shape {tuple(x.shape)} is not a (B, C, ...) '
                     'map; cannot pool it')
-            maps.append(x.flatten(2).mean(dim=2))
+            # pooled in float32 also under autocast
+            maps.append(x.flatten(2).float().mean(dim=2))
         elif isinstance(x, (list, tuple)):
             for y in x:
                 walk(y)
@@ -152,19 +165,194 @@ class _quiet_mmengine:
         return False
 
 
+# --------------------------------------------------------------- runtime
+class InferenceOptions:
+    """Where and how an embedder runs its model, and how batches are loaded.
+
+    Args:
+        device: torch device string ('cpu', 'cuda', 'cuda:1').
+        num_workers: DataLoader worker processes that read, decode and
+            resize while the model runs (0: in the main process).
+        amp: run the model under ``torch.autocast`` (mixed precision).
+        amp_dtype: 'float16' or 'bfloat16'; default float16 on CUDA,
+            bfloat16 on CPU. Only with ``amp``.
+        channels_last: convert the model (and image inputs) to the
+            channels_last memory format.
+
+    On CUDA, batches are collated into pinned memory and copied with
+    ``non_blocking=True``. AMP and channels_last change the embeddings
+    within a small tolerance (see docs/likelihoods.md) and are recorded in
+    the embedder config; the number of workers and the batch size do not
+    change them and are not recorded.
+    """
+
+    def __init__(self, device: str = 'cpu', num_workers: int = 0,
+                 amp: bool = False, amp_dtype: Optional[str] = None,
+                 channels_last: bool = False):
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise EmbeddingError(f'invalid --device {device!r}: {e}') from e
+        if self.device.type == 'cuda' and not torch.cuda.is_available():
+            raise EmbeddingError(
+                f'--device {device} was asked for but CUDA is not available '
+                'to this torch build; use --device cpu or install a CUDA '
+                'build of torch')
+        if isinstance(num_workers, bool) or not isinstance(
+                num_workers, (int, np.integer)) or num_workers < 0:
+            raise EmbeddingError(f'--workers (num_workers) must be an integer'
+                                 f' >= 0, got {num_workers!r}')
+        self.num_workers = int(num_workers)
+        if amp_dtype is not None and not amp:
+            raise EmbeddingError(f'--amp-dtype {amp_dtype} was given without '
+                                 '--amp; add --amp to run in mixed precision')
+        self.amp = bool(amp)
+        if self.amp:
+            amp_dtype = amp_dtype or ('float16' if self.device.type == 'cuda'
+                                      else 'bfloat16')
+            if amp_dtype not in AMP_DTYPES:
+                raise EmbeddingError(f'unknown --amp-dtype {amp_dtype!r}; '
+                                     f'choose one of {AMP_DTYPES}')
+        self.amp_dtype = amp_dtype if self.amp else None
+        self.channels_last = bool(channels_last)
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.device.type == 'cuda'
+
+    def autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type,
+                              dtype=getattr(torch, self.amp_dtype))
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device, non_blocking=self.pin_memory)
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model.eval()
+
+    def config(self) -> Dict:
+        """What changes the numbers (recorded with the embeddings)."""
+        return dict(precision=f'amp-{self.amp_dtype}' if self.amp
+                    else 'float32', channels_last=self.channels_last)
+
+
+class LoadFailure:
+    """A sample a loader worker could not load: carries the error to the
+    main process, which raises it (same message for 0 and N workers)."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+@contextlib.contextmanager
+def _opencv_single_threaded():
+    """OpenCV without its thread pool in this process while the block runs.
+
+    A loader worker is forked from this process: if OpenCV's pool exists
+    here (cv2 decoded or resized something before, e.g. thumbnails of an
+    earlier run), the child inherits a pool whose threads it does not
+    have, and the first OpenCV call that touches the pool waits forever.
+    With the pool shut down before the fork, the workers run OpenCV
+    sequentially (one process per core is the parallelism); the previous
+    setting is restored afterwards."""
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - cv2 comes with mmcv
+        yield
+        return
+    n = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(n)
+
+
+def make_loader(dataset, batch_size: int, options: InferenceOptions,
+                collate_fn) -> torch.utils.data.DataLoader:
+    """In-order DataLoader over ``dataset`` (never shuffled, nothing
+    dropped), with ``options.num_workers`` workers and pinned memory on
+    CUDA. Iterate it with :func:`iter_batches`."""
+    kw = dict(prefetch_factor=2) if options.num_workers > 0 else {}
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=int(batch_size), shuffle=False, drop_last=False,
+        num_workers=options.num_workers, collate_fn=collate_fn,
+        pin_memory=options.pin_memory, **kw)
+
+
+def iter_batches(dataset, batch_size: int, options: InferenceOptions,
+                 collate_fn) -> Iterator:
+    """The collated batches of ``dataset`` in order; a sample a worker
+    could not load raises its error here (:class:`LoadFailure`)."""
+    loader = make_loader(dataset, batch_size, options, collate_fn)
+    ctx = _opencv_single_threaded() if options.num_workers > 0 else \
+        contextlib.nullcontext()
+    with ctx:
+        for batch in loader:
+            if isinstance(batch, LoadFailure):
+                raise batch.error
+            yield batch
+
+
+def iter_embeddings(embedder, dataset) -> Iterator[np.ndarray]:
+    """Yield (B, C, D) float32 embeddings of ``dataset`` batch by batch, in
+    order. Batch k+1 is handed to the device before batch k's result is
+    copied back, so a GPU never waits for the host between batches."""
+    pending = None
+    for batch in iter_batches(dataset, embedder.batch_size,
+                              embedder.options, embedder.collate):
+        out = embedder.embed_batch(batch)
+        if pending is not None:
+            yield pending.cpu().numpy()
+        pending = out
+    if pending is not None:
+        yield pending.cpu().numpy()
+
+
 # ----------------------------------------------------------------- images
 def read_image(path: str, sample_id=None, camera=None) -> np.ndarray:
     """Read an image as BGR uint8 (H, W, 3) or raise EmbeddingError."""
-    import mmcv
-    where = f' (sample {sample_id!r}, camera {camera})' if sample_id \
+    return decode_image(read_file_bytes(path, sample_id, camera), path,
+                        sample_id, camera)
+
+
+def _where(sample_id, camera) -> str:
+    return f' (sample {sample_id!r}, camera {camera})' if sample_id \
         is not None else ''
+
+
+def read_file_bytes(path: str, sample_id=None, camera=None) -> bytes:
+    """The bytes of an image file, or EmbeddingError naming the file."""
+    where = _where(sample_id, camera)
     if not osp.isfile(path):
         raise EmbeddingError(
             f'image not found: {path}{where}. Check data_root / data_prefix '
             'of the training dataset, or pass --img-prefix.')
     try:
         with open(path, 'rb') as f:
-            img = mmcv.imfrombytes(f.read(), flag='color')
+            buf = f.read()
+    except OSError as e:
+        raise EmbeddingError(f'cannot read image {path}{where}: '
+                             f'{type(e).__name__}: {e}') from e
+    if not buf:
+        raise EmbeddingError(f'cannot decode image {path}{where}: the file '
+                             'is empty (0 bytes). Restore it from the '
+                             'dataset archive.')
+    return buf
+
+
+def decode_image(buf: bytes, path: str = '<bytes>', sample_id=None,
+                 camera=None) -> np.ndarray:
+    """Decode image bytes to BGR uint8 (H, W, 3) (mmcv/cv2)."""
+    import mmcv
+    where = _where(sample_id, camera)
+    try:
+        img = mmcv.imfrombytes(buf, flag='color')
     except Exception as e:
         raise EmbeddingError(f'cannot read image {path}{where}: '
                              f'{type(e).__name__}: {e}') from e
@@ -174,9 +362,58 @@ def read_image(path: str, sample_id=None, camera=None) -> np.ndarray:
     return img
 
 
+def resize_image(img_bgr: np.ndarray, size: Tuple[int, int], resize: str
+                 ) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+    """BGR uint8 -> RGB uint8 (H, W, 3) of ``size`` = (W, H) and the box
+    (y0, x0, h, w) of the image in it ('squash': the whole canvas;
+    'letterbox': the aspect-preserving fit, centred; the rest is zero here
+    and becomes the mean colour, zero after normalisation, in
+    :func:`normalize_images`)."""
+    import mmcv
+    w, h = size
+    if resize == 'squash':
+        out = mmcv.bgr2rgb(mmcv.imresize(img_bgr, (w, h)))
+        return out, (0, 0, h, w)
+    if resize == 'letterbox':
+        ih, iw = img_bgr.shape[:2]
+        s = min(w / iw, h / ih)
+        nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
+        small = mmcv.bgr2rgb(mmcv.imresize(img_bgr, (nw, nh)))
+        out = np.zeros((h, w, 3), np.uint8)
+        y0, x0 = (h - nh) // 2, (w - nw) // 2
+        out[y0:y0 + nh, x0:x0 + nw] = small
+        return out, (y0, x0, nh, nw)
+    raise EmbeddingError(f'unknown resize mode {resize!r}; choose one of '
+                         f'{RESIZE_MODES}')
+
+
+def normalize_images(img: torch.Tensor, box: torch.Tensor, resize: str,
+                     channels_last: bool = False, mean=IMAGENET_MEAN,
+                     std=IMAGENET_STD) -> torch.Tensor:
+    """RGB uint8 (N, H, W, 3) (any device) -> normalised float32
+    (N, 3, H, W); outside each image's ``box`` (letterbox padding) exactly
+    0, the normalised mean colour. Same numbers as :func:`preprocess`."""
+    x = img.permute(0, 3, 1, 2).float()  # NHWC memory = channels_last
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device)
+    x = (x - m.view(1, 3, 1, 1)) / s.view(1, 3, 1, 1)
+    if resize == 'letterbox':
+        box = box.to(x.device)
+        h, w = x.shape[2:]
+        ys = torch.arange(h, device=x.device).view(1, h, 1)
+        xs = torch.arange(w, device=x.device).view(1, 1, w)
+        y0, x0, bh, bw = (box[:, i].view(-1, 1, 1) for i in range(4))
+        inside = (ys >= y0) & (ys < y0 + bh) & (xs >= x0) & (xs < x0 + bw)
+        x = torch.where(inside[:, None], x, torch.zeros((), device=x.device))
+    return x.contiguous(memory_format=torch.channels_last if channels_last
+                        else torch.contiguous_format)
+
+
 def preprocess(img_bgr: np.ndarray, size: Tuple[int, int], resize: str,
                mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
-    """BGR uint8 -> normalised RGB float32 (3, H, W) of ``size`` = (W, H).
+    """BGR uint8 -> normalised RGB float32 (3, H, W) of ``size`` = (W, H),
+    in numpy: the reference for what the loader + :func:`normalize_images`
+    compute.
 
     'squash' resizes to (W, H) ignoring the aspect ratio; 'letterbox' keeps
     it, scales the image to fit, and pads the rest with the mean colour
@@ -203,6 +440,47 @@ def preprocess(img_bgr: np.ndarray, size: Tuple[int, int], resize: str,
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
+class ImageSampleDataset(torch.utils.data.Dataset):
+    """Item i: the C camera images of sample i, read, decoded and resized
+    (in a loader worker): ``dict(img=uint8 (C, H, W, 3) RGB,
+    box=int64 (C, 4))``, or a :class:`LoadFailure` naming the file."""
+
+    def __init__(self, paths: Sequence[Sequence[str]], ids: Sequence[str],
+                 cameras: Sequence[str], size: Tuple[int, int], resize: str):
+        if len(paths) != len(ids):
+            raise ValueError('one row of image paths per sample id')
+        self.paths = [list(r) for r in paths]
+        self.ids = list(ids)
+        self.cameras = list(cameras)
+        self.size = tuple(size)
+        self.resize = resize
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        try:
+            imgs, boxes = [], []
+            for c, cam in enumerate(self.cameras):
+                img = read_image(self.paths[i][c], self.ids[i], cam)
+                small, box = resize_image(img, self.size, self.resize)
+                imgs.append(small)
+                boxes.append(box)
+        except ScoringError as e:
+            return LoadFailure(e)
+        return dict(img=np.stack(imgs), box=np.asarray(boxes, np.int64))
+
+
+def collate_images(items: Sequence):
+    """Stack image items into ``dict(img=(B, C, H, W, 3) uint8 tensor,
+    box=(B, C, 4))``; the first :class:`LoadFailure` wins."""
+    for it in items:
+        if isinstance(it, LoadFailure):
+            return it
+    return dict(img=torch.from_numpy(np.stack([it['img'] for it in items])),
+                box=torch.from_numpy(np.stack([it['box'] for it in items])))
+
+
 def _size2(size) -> Tuple[int, int]:
     if isinstance(size, int):
         size = (size, size)
@@ -211,6 +489,14 @@ def _size2(size) -> Tuple[int, int]:
         raise EmbeddingError(f'input size must be an int or (W, H), each >= '
                              f'16, got {size}')
     return size
+
+
+def _batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1:
+        raise EmbeddingError(f'--batch-size must be an integer >= 1, got '
+                             f'{batch_size!r}')
+    return int(batch_size)
 
 
 class ImageBackboneEmbedder:
@@ -226,7 +512,9 @@ class ImageBackboneEmbedder:
         input_size: int or (W, H).
         resize: 'squash' or 'letterbox'.
         seed: seeds the random initialisation (used without a checkpoint).
-        batch_size, device: inference settings.
+        batch_size: samples per forward (times the number of cameras).
+        device, num_workers, amp, amp_dtype, channels_last: see
+            :class:`InferenceOptions`.
     """
     kind = 'image_backbone'
 
@@ -234,19 +522,23 @@ class ImageBackboneEmbedder:
                  checkpoint: Optional[str] = None,
                  input_size: Union[int, Tuple[int, int]] = 384,
                  resize: str = 'squash', seed: int = 0, batch_size: int = 8,
-                 device: str = 'cpu', logger=None):
+                 device: str = 'cpu', logger=None, num_workers: int = 0,
+                 amp: bool = False, amp_dtype: Optional[str] = None,
+                 channels_last: bool = False):
         from mmdet3d.registry import MODELS
         from mmengine.registry import init_default_scope
         if resize not in RESIZE_MODES:
             raise EmbeddingError(f'unknown resize mode {resize!r}; choose '
                                  f'one of {RESIZE_MODES}')
+        self.options = InferenceOptions(device, num_workers, amp, amp_dtype,
+                                        channels_last)
         self.backbone_cfg = copy.deepcopy(dict(backbone or DEFAULT_BACKBONE))
         self.checkpoint = checkpoint
         self.size = _size2(input_size)
         self.resize = resize
         self.seed = int(seed)
-        self.batch_size = int(batch_size)
-        self.device = device
+        self.batch_size = _batch_size(batch_size)
+        self.device = self.options.device
         init_default_scope('mmdet3d')
         torch.manual_seed(self.seed)
         try:
@@ -277,7 +569,7 @@ class ImageBackboneEmbedder:
                 'weak appearance features; pass --checkpoint with ImageNet '
                 'weights (or use --detector-config/--detector-checkpoint) '
                 'for real use.' % self.seed)
-        self.model.to(device).eval()
+        self.options.prepare_model(self.model)
         self.dim = None
 
     def config(self) -> Dict:
@@ -287,18 +579,117 @@ class ImageBackboneEmbedder:
                     init_seed=None if self.checkpoint else self.seed,
                     input_size=list(self.size), resize=self.resize,
                     mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
-                    channel_order='rgb', pooling='global_avg_last_stage')
+                    channel_order='rgb', pooling='global_avg_last_stage',
+                    **self.options.config())
 
+    # -------------------------------------------------------- loading
+    def dataset(self, paths: Sequence[Sequence[str]], ids: Sequence[str],
+                cameras: Sequence[str]) -> ImageSampleDataset:
+        """The loader dataset of samples with image ``paths[i][camera]``."""
+        return ImageSampleDataset(paths, ids, cameras, self.size, self.resize)
+
+    collate = staticmethod(collate_images)
+
+    # -------------------------------------------------------- forward
     @torch.no_grad()
-    def embed_images(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
-        x = np.stack([preprocess(im, self.size, self.resize)
-                      for im in images_bgr])
-        out = self.model(torch.from_numpy(x).to(self.device))
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled (N, D) float32 features of normalised (N, 3, H, W) images
+        already on the device.
+
+        A single image is forwarded paired with a copy of itself: the CPU
+        convolution backend (oneDNN) computes a batch of one with other
+        kernels than larger batches (the last bit differs), and the
+        embeddings must not depend on the batch size (with this, they are
+        bitwise the same for every batch size on the CPU; tested)."""
+        n = x.shape[0]
+        if n == 1:
+            x = torch.cat([x, x])
+        with self.options.autocast():
+            out = self.model(x)
         if isinstance(out, (list, tuple)):
             out = out[-1]
-        vec = global_pool(out).float().cpu().numpy()
-        self.dim = vec.shape[1]
+        vec = global_pool(out)[:n]
+        self.dim = int(vec.shape[1])
         return vec
+
+    @torch.no_grad()
+    def embed_batch(self, batch: Mapping) -> torch.Tensor:
+        """(B, C, D) float32 embeddings (on the device) of a collated batch
+        of :class:`ImageSampleDataset` items."""
+        img, box = batch['img'], batch['box']
+        b, c = img.shape[:2]
+        x = self.options.to_device(img.reshape(b * c, *img.shape[2:]))
+        x = normalize_images(x, box.reshape(b * c, 4), self.resize,
+                             self.options.channels_last)
+        return self.forward_normalized(x).reshape(b, c, -1)
+
+    def embed_images(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, D) embeddings of in-memory BGR images (same computation as
+        the loader path, in the main process)."""
+        items = []
+        for im in images_bgr:
+            small, box = resize_image(im, self.size, self.resize)
+            items.append(dict(img=small[None], box=np.asarray([box])))
+        out = self.embed_batch(collate_images(items))
+        return out[:, 0].cpu().numpy()
+
+
+class DetectorSampleDataset(torch.utils.data.Dataset):
+    """Item i: info i fed through the detector's test pipeline (in a loader
+    worker), or a :class:`LoadFailure` naming the sample and its file. The
+    point cloud is checked first (:func:`check_point_cloud`)."""
+
+    def __init__(self, infos: Sequence[dict], ids: Sequence[str], pipeline,
+                 load_dim: Optional[int], box_type_3d=None,
+                 box_mode_3d=None):
+        if len(infos) != len(ids):
+            raise ValueError('one info per sample id')
+        self.infos = list(infos)
+        self.ids = list(ids)
+        self.pipeline = pipeline
+        self.load_dim = load_dim
+        self.box_type_3d = box_type_3d
+        self.box_mode_3d = box_mode_3d
+
+    def __len__(self):
+        return len(self.infos)
+
+    def __getitem__(self, i):
+        from .dataset_source import check_point_cloud
+        d = copy.deepcopy(self.infos[i])
+        if self.box_type_3d is not None:
+            d['box_type_3d'] = self.box_type_3d
+            d['box_mode_3d'] = self.box_mode_3d
+        path = (d.get('lidar_points') or {}).get('lidar_path')
+        try:
+            if path and self.load_dim and not str(path).endswith('.npy') \
+                    and '://' not in str(path):
+                check_point_cloud(path, self.load_dim, self.ids[i])
+            out = self.pipeline(d)
+        except ScoringError as e:
+            return LoadFailure(e)
+        except Exception as e:
+            return LoadFailure(EmbeddingError(
+                f'the detector test pipeline failed on sample '
+                f'{self.ids[i]!r} (point cloud {path}): '
+                f'{type(e).__name__}: {e}'))
+        if isinstance(out, list):
+            out = out[0]
+        if out is None:
+            return LoadFailure(EmbeddingError(
+                f'the detector test pipeline dropped sample {self.ids[i]!r} '
+                f'(point cloud {path}); its test pipeline must keep every '
+                'sample'))
+        return out
+
+
+def collate_pipeline_outputs(items: Sequence):
+    """mmengine's pseudo_collate; the first :class:`LoadFailure` wins."""
+    from mmengine.dataset import pseudo_collate
+    for it in items:
+        if isinstance(it, LoadFailure):
+            return it
+    return pseudo_collate(list(items))
 
 
 class DetectorEmbedder:
@@ -309,12 +700,18 @@ class DetectorEmbedder:
         checkpoint: its trained checkpoint (local path or URL); must match.
         pipeline: test pipeline to feed samples through; default the
             detector config's ``test_dataloader.dataset.pipeline``.
+        batch_size: samples per forward.
+        device, num_workers, amp, amp_dtype, channels_last: see
+            :class:`InferenceOptions` (the pipeline runs in the workers,
+            voxelization and the model in the main process).
     """
     kind = 'detector'
 
     def __init__(self, detector_config: str, checkpoint: str,
                  pipeline: Optional[list] = None, batch_size: int = 4,
-                 device: str = 'cpu', logger=None):
+                 device: str = 'cpu', logger=None, num_workers: int = 0,
+                 amp: bool = False, amp_dtype: Optional[str] = None,
+                 channels_last: bool = False):
         from mmengine.dataset import Compose
         from mmengine.registry import init_default_scope
         from mmdet3d.registry import MODELS
@@ -323,6 +720,8 @@ class DetectorEmbedder:
             raise EmbeddingError('--detector-checkpoint is required with '
                                  '--detector-config (a randomly initialised '
                                  'detector gives meaningless features)')
+        self.options = InferenceOptions(device, num_workers, amp, amp_dtype,
+                                        channels_last)
         try:
             cfg = load_config(detector_config)
         except ConfigError as e:
@@ -330,17 +729,21 @@ class DetectorEmbedder:
         self.cfg = cfg
         self.config_path = detector_config
         self.checkpoint = checkpoint
-        self.batch_size = int(batch_size)
-        self.device = device
+        self.batch_size = _batch_size(batch_size)
+        self.device = self.options.device
         init_default_scope(cfg.get('default_scope', 'mmdet3d'))
         self.model = MODELS.build(copy.deepcopy(cfg.model))
         sd = read_state_dict(checkpoint)
         load_checked(self.model, sd, checkpoint)
-        self.model.to(device).eval()
+        self.options.prepare_model(self.model)
+        pre = getattr(self.model, 'data_preprocessor', None)
+        if self.options.pin_memory and hasattr(pre, '_non_blocking'):
+            pre._non_blocking = True  # batches arrive in pinned memory
         if pipeline is None:
             pipeline = self._test_pipeline(cfg)
         self.pipeline_cfg = copy.deepcopy(pipeline)
         self.pipeline = Compose(copy.deepcopy(pipeline))
+        self.load_dim = self._load_dim(self.pipeline_cfg)
         self.dim = None
         sig = inspect.signature(self.model.extract_feat)
         self._needs_metas = len([
@@ -363,35 +766,60 @@ class DetectorEmbedder:
         raise EmbeddingError('the detector config has no test pipeline '
                              '(test_dataloader.dataset.pipeline)')
 
+    @staticmethod
+    def _load_dim(pipeline_cfg) -> Optional[int]:
+        """load_dim of the pipeline's LoadPointsFromFile (mmdet3d's default
+        6 when not given), None without one."""
+        for t in pipeline_cfg:
+            typ = t.get('type') if isinstance(t, Mapping) else None
+            name = typ if isinstance(typ, str) else getattr(typ, '__name__',
+                                                            '')
+            if name.split('.')[-1] == 'LoadPointsFromFile':
+                return int(t.get('load_dim', 6))
+        return None
+
     def config(self) -> Dict:
         return dict(type=self.kind, detector_config=self.config_path,
                     model_type=self.cfg.model.get('type'),
                     checkpoint=self.checkpoint, pretrained=True,
                     pipeline=self.pipeline_cfg,
-                    pooling='global_avg_all_extract_feat_maps')
+                    pooling='global_avg_all_extract_feat_maps',
+                    **self.options.config())
 
+    # -------------------------------------------------------- loading
+    def dataset(self, infos: Sequence[dict], ids: Sequence[str],
+                dataset=None) -> DetectorSampleDataset:
+        """The loader dataset of ``infos``; ``dataset`` (the training
+        dataset) supplies box_type_3d / box_mode_3d."""
+        return DetectorSampleDataset(
+            infos, ids, self.pipeline, self.load_dim,
+            getattr(dataset, 'box_type_3d', None),
+            getattr(dataset, 'box_mode_3d', None))
+
+    collate = staticmethod(collate_pipeline_outputs)
+
+    # -------------------------------------------------------- forward
     @torch.no_grad()
-    def embed_infos(self, infos: Sequence[dict], dataset=None) -> np.ndarray:
-        from mmengine.dataset import pseudo_collate
-        samples = []
-        for info in infos:
-            d = copy.deepcopy(info)
-            if dataset is not None:
-                d['box_type_3d'] = dataset.box_type_3d
-                d['box_mode_3d'] = dataset.box_mode_3d
-            out = self.pipeline(d)
-            if isinstance(out, list):
-                out = out[0]
-            if out is None:
-                raise EmbeddingError('the test pipeline dropped a sample')
-            samples.append(out)
-        data = self.model.data_preprocessor(pseudo_collate(samples), False)
+    def embed_batch(self, batch) -> torch.Tensor:
+        """(B, 1, D) float32 embeddings (on the device) of a collated batch
+        of pipeline outputs."""
+        data = self.model.data_preprocessor(batch, False)
         inputs, ds = data['inputs'], data['data_samples']
-        if self._needs_metas:
-            feats = self.model.extract_feat(inputs,
-                                            [s.metainfo for s in ds])
-        else:
-            feats = self.model.extract_feat(inputs)
-        vec = global_pool(feats).float().cpu().numpy()
-        self.dim = vec.shape[1]
-        return vec
+        with self.options.autocast():
+            if self._needs_metas:
+                feats = self.model.extract_feat(inputs,
+                                                [s.metainfo for s in ds])
+            else:
+                feats = self.model.extract_feat(inputs)
+        vec = global_pool(feats)
+        self.dim = int(vec.shape[1])
+        return vec[:, None, :]
+
+    def embed_infos(self, infos: Sequence[dict], dataset=None) -> np.ndarray:
+        """(N, D) embeddings of ``infos`` in the main process."""
+        ids = [str(i) for i in range(len(infos))]
+        ds = self.dataset(infos, ids, dataset)
+        batch = self.collate([ds[i] for i in range(len(ds))])
+        if isinstance(batch, LoadFailure):
+            raise batch.error
+        return self.embed_batch(batch)[:, 0].cpu().numpy()

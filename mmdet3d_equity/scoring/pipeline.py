@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import os.path as osp
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -31,7 +30,8 @@ from .clustering import (DEFAULT_CLUSTERER, DEFAULT_LIKELIHOOD,
                          validate_scoring_params)
 from .dataset_source import TrainSplit
 from .dist import dist_info, gather_rows, shard_indices
-from ..fileio import OutputExistsError, atomic_write_json, check_output_dir
+from ..fileio import (OutputExistsError, atomic_write_json,
+                      atomic_write_text, check_output_dir)
 from .likelihood_file import build_record, save_likelihood_file
 
 CAMERA_AGGREGATIONS = ('concat', 'mean', 'likelihood-min', 'likelihood-mean')
@@ -88,67 +88,72 @@ def _key(obj) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    d = osp.dirname(osp.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp', dir=d)
-    try:
-        with os.fdopen(fd, 'w', newline='') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _atomic_savez(path: str, **arrays) -> None:
-    d = osp.dirname(osp.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.npz', dir=d)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 # ------------------------------------------------------------ embeddings
 def build_embedder(embedder: str = 'image', *, backbone=None,
                    checkpoint=None, input_size=384, resize='squash',
                    detector_config=None, detector_checkpoint=None, seed=0,
-                   batch_size=8, device='cpu', logger=None):
+                   batch_size=8, device='cpu', num_workers=2, amp=False,
+                   amp_dtype=None, channels_last=False, logger=None):
     from .embedders import DetectorEmbedder, ImageBackboneEmbedder
+    run = dict(batch_size=batch_size, device=device, logger=logger,
+               num_workers=num_workers, amp=amp, amp_dtype=amp_dtype,
+               channels_last=channels_last)
     if embedder == 'image':
         if detector_config or detector_checkpoint:
             raise ScoringError('--detector-config/--detector-checkpoint are '
                                'for --embedder detector')
         return ImageBackboneEmbedder(backbone, checkpoint, input_size, resize,
-                                     seed=seed, batch_size=batch_size,
-                                     device=device, logger=logger)
+                                     seed=seed, **run)
     if embedder == 'detector':
         if not detector_config:
             raise ScoringError('--embedder detector needs --detector-config '
                                'and --detector-checkpoint')
-        return DetectorEmbedder(detector_config, detector_checkpoint,
-                                batch_size=batch_size, device=device,
-                                logger=logger)
+        return DetectorEmbedder(detector_config, detector_checkpoint, **run)
     raise ScoringError(f'unknown embedder {embedder!r}; choose one of '
                        f'{EMBEDDERS}')
+
+
+def read_embedding_cache(path: str, split: TrainSplit, logger=None
+                         ) -> Optional[np.ndarray]:
+    """The cached (N, C, D) embeddings of ``split``, or None (with a warning
+    naming the file) when the file is unreadable, malformed or holds other
+    samples: the caller re-embeds and replaces it."""
+    logger = logger or get_logger()
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ids = [str(s) for s in z['sample_ids']]
+            emb = np.asarray(z['embeddings'])
+    except Exception as e:  # truncated zip, bad header, missing key, ...
+        logger.warning(
+            f'embedding cache {path} is unreadable ({type(e).__name__}: '
+            f'{e}); re-embedding and replacing it')
+        return None
+    if emb.dtype != np.float32 or emb.ndim != 3 or \
+            emb.shape[0] != len(ids) or not np.isfinite(emb).all():
+        logger.warning(
+            f'embedding cache {path} is malformed (embeddings '
+            f'{emb.dtype} {emb.shape} for {len(ids)} samples, or not '
+            'finite); re-embedding and replacing it')
+        return None
+    if ids != split.ids:
+        logger.warning(f'cache {path} holds other samples; re-embedding')
+        return None
+    logger.info(f'embeddings read from cache {path}')
+    return emb
 
 
 def embed_split(split: TrainSplit, embedder, cameras: Optional[List[str]],
                 img_prefix: Optional[str] = None, cache_dir=None,
                 use_cache: bool = True, logger=None) -> np.ndarray:
     """(N, C, D) float32 embeddings of the split (C = #cameras, 1 for the
-    detector embedder), computed on this rank's shard and gathered; read
-    from / written to the cache when ``use_cache``."""
+    detector embedder), computed on this rank's shard through the
+    embedder's DataLoader and gathered; read from / written to the cache
+    when ``use_cache`` (an unreadable cache file is re-embedded and
+    replaced, with a warning)."""
     from mmengine.utils import ProgressBar
+
+    from ..fileio import atomic_savez, check_output_dir
+    from .embedders import iter_embeddings
     rank, world = dist_info()
     n = len(split)
     key_obj = dict(embedder=embedder.config(), cameras=cameras,
@@ -158,38 +163,26 @@ def embed_split(split: TrainSplit, embedder, cameras: Optional[List[str]],
     if use_cache and cache_dir:
         cache_path = osp.join(cache_dir, f'emb_{_key(key_obj)}.npz')
         if osp.isfile(cache_path):
-            with np.load(cache_path, allow_pickle=False) as z:
-                ids = [str(s) for s in z['sample_ids']]
-                emb = z['embeddings']
-            if ids == split.ids:
-                if logger:
-                    logger.info(f'embeddings read from cache {cache_path}')
+            emb = read_embedding_cache(cache_path, split, logger)
+            if emb is not None:
                 return emb
-            if logger:
-                logger.warning(f'cache {cache_path} holds other samples; '
-                               're-embedding')
-    paths = None
+        if rank == 0:  # before the long work, not after it
+            check_output_dir(cache_dir, 'embedding cache')
+    mine = shard_indices(n, rank, world)
     if embedder.kind == 'image_backbone':
         paths = split.image_paths(cameras, img_prefix)
-    mine = shard_indices(n, rank, world)
+        data = embedder.dataset([paths[i] for i in mine],
+                                [split.ids[i] for i in mine], cameras)
+    else:
+        data = embedder.dataset([split.infos[i] for i in mine],
+                                [split.ids[i] for i in mine], split.dataset)
     rows, error = [], None
     bar = ProgressBar(len(mine)) if rank == 0 and len(mine) else None
     try:
-        bs = max(1, int(embedder.batch_size))
-        for s in range(0, len(mine), bs):
-            chunk = mine[s:s + bs]
-            if embedder.kind == 'image_backbone':
-                from .embedders import read_image
-                imgs = [read_image(paths[i][c], split.ids[i], cameras[c])
-                        for i in chunk for c in range(len(cameras))]
-                v = embedder.embed_images(imgs)
-                v = v.reshape(len(chunk), len(cameras), -1)
-            else:
-                v = embedder.embed_infos([split.infos[i] for i in chunk],
-                                         split.dataset)[:, None, :]
-            rows.append(v.astype(np.float32))
+        for v in iter_embeddings(embedder, data):
+            rows.append(v.astype(np.float32, copy=False))
             if bar is not None:
-                for _ in chunk:
+                for _ in range(len(v)):
                     bar.update()
         if bar is not None:
             print('', flush=True)
@@ -200,10 +193,10 @@ def embed_split(split: TrainSplit, embedder, cameras: Optional[List[str]],
         local = np.zeros((0, 0, 0), np.float32)
     emb = gather_rows(local, mine, n, error=error)
     if cache_path and rank == 0:
-        _atomic_savez(cache_path, sample_ids=np.asarray(split.ids),
-                      embeddings=emb,
-                      key=np.asarray(json.dumps(key_obj, sort_keys=True,
-                                                default=str)))
+        atomic_savez(cache_path, overwrite=True,
+                     sample_ids=np.asarray(split.ids), embeddings=emb,
+                     key=np.asarray(json.dumps(key_obj, sort_keys=True,
+                                               default=str)))
         if logger:
             logger.info(f'embeddings cached in {cache_path}')
     return emb
@@ -297,7 +290,8 @@ def write_csv(record: Mapping, path: str, eta: float, gamma: float) -> None:
                                 record['cluster_id'], record['cluster_size'],
                                 w):
         wr.writerow([sid, repr(float(p)), int(c), int(s), repr(float(wi))])
-    _atomic_write_text(path, buf.getvalue())
+    # checked up front by check_outputs (refused unless --overwrite)
+    atomic_write_text(path, buf.getvalue(), overwrite=True)
 
 
 # ------------------------------------------------------------------ main
@@ -315,6 +309,9 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
                         likelihood_def: str = DEFAULT_LIKELIHOOD,
                         density_k: int = 10, seed: int = 0,
                         batch_size: int = 8, device: str = 'cpu',
+                        num_workers: int = 2, amp: bool = False,
+                        amp_dtype: Optional[str] = None,
+                        channels_last: bool = False,
                         cache_dir: Optional[str] = None,
                         use_cache: bool = True, overwrite: bool = False,
                         eta: float = 1.0, gamma: float = 5.0,
@@ -379,7 +376,9 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
         input_size=input_size, resize=resize,
         detector_config=detector_config,
         detector_checkpoint=detector_checkpoint, seed=seed,
-        batch_size=batch_size, device=device, logger=logger)
+        batch_size=batch_size, device=device, num_workers=num_workers,
+        amp=amp, amp_dtype=amp_dtype, channels_last=channels_last,
+        logger=logger)
     cams = None
     if embedder == 'image':
         cams = split.resolve_cameras(cameras)
@@ -454,7 +453,9 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
                  input_size=list(input_size) if isinstance(
                      input_size, (list, tuple)) else input_size,
                  resize=resize, detector_config=detector_config,
-                 detector_checkpoint=detector_checkpoint, seed=int(seed)),
+                 detector_checkpoint=detector_checkpoint, seed=int(seed),
+                 amp=bool(amp), amp_dtype=emb_model.options.amp_dtype,
+                 channels_last=bool(channels_last)),
             logger)
     return record
 

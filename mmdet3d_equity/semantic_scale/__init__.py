@@ -4,14 +4,16 @@ from .features import (HeadInputCapture, ObjectFeatureSampler,  # noqa: F401
 from .measures import (class_scales, class_scales_from_stats,  # noqa: F401
                        imbalance_summary, inter_class_term,
                        marginal_effect_curve, semantic_scale,
-                       semantic_scale_from_scatter, ssb_class_weights)
+                       semantic_scale_from_scatter,
+                       semantic_scales_from_scatter, ssb_class_weights)
 
 from .store import ClassFeatureStore  # noqa: F401
 
 __all__ = [
     'ObjectFeatureSampler', 'HeadInputCapture', 'UnsupportedDetectorError',
     'sample_map', 'ClassFeatureStore',
-    'semantic_scale', 'semantic_scale_from_scatter', 'inter_class_term',
+    'semantic_scale', 'semantic_scale_from_scatter',
+    'semantic_scales_from_scatter', 'inter_class_term',
     'class_scales', 'class_scales_from_stats', 'ssb_class_weights',
     'imbalance_summary', 'marginal_effect_curve'
 ]

@@ -8,7 +8,9 @@ All quantities are computed in float64 with ``torch.linalg`` log-determinants.
   det(I_m + (d/m) Zc^T Zc) is used (same value, cheaper and better
   conditioned).
 * :func:`semantic_scale_from_scatter` -- the same from the sufficient
-  statistics (count, scatter matrix Zc Zc^T); used by the distributed store.
+  statistics (count, scatter matrix Zc Zc^T);
+  :func:`semantic_scales_from_scatter` for all classes at once (one
+  batched Cholesky, :func:`logdet_identity_plus`); used by the store.
 * :func:`inter_class_term` -- w_i = mean distance of centre o_i to the other
   centres, W' = w / max(w), W_i = log2(alpha + W'_i), alpha >= 1.
 * :func:`class_scales` -- per-class S', W and S_i = (S'_i / max S') * W_i plus
@@ -83,19 +85,77 @@ def semantic_scale(features: ArrayLike) -> float:
 
 def semantic_scale_from_scatter(scatter: torch.Tensor, count: int) -> float:
     """S' from the scatter matrix sum_k (z_k - mean)(z_k - mean)^T (d x d)."""
-    count = int(count)
-    if count <= 1:
-        return 0.0
-    scatter = scatter.detach().to(torch.float64)
-    d = scatter.shape[0]
+    scatter = scatter.detach()
+    d = scatter.shape[0] if scatter.dim() else 0
     if scatter.shape != (d, d):
         raise ValueError(f'scatter must be square (d, d), got '
                          f'{tuple(scatter.shape)}')
-    if not torch.isfinite(scatter).all():
-        raise ValueError('scatter matrix contains NaN or inf')
-    mat = torch.eye(d, dtype=torch.float64, device=scatter.device) + \
-        (d / count) * scatter
-    return 0.5 * _logdet_spd(mat) / _LN2
+    return float(semantic_scales_from_scatter(scatter[None], [count])[0])
+
+
+def logdet_identity_plus(mats: torch.Tensor) -> torch.Tensor:
+    """log det(I + M_b) for a batch (B, n, n) of symmetric positive
+    semi-definite float64 matrices M_b, **in place** (``mats`` becomes
+    I + M). One batched Cholesky, which reads the lower triangle only; a
+    matrix it fails on (rounding at the edge of definiteness) is
+    symmetrised and retried with slogdet; NaN/inf raise ValueError and a
+    matrix that is not positive definite in float64 FloatingPointError."""
+    mats.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    chol, info = torch.linalg.cholesky_ex(mats)
+    out = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    for b in torch.nonzero(info).flatten().tolist():
+        mat = mats[b]
+        if not torch.isfinite(mat).all():
+            raise ValueError('scatter matrix contains NaN or inf')
+        sign, logabsdet = torch.linalg.slogdet(0.5 * (mat + mat.T))
+        if float(sign) <= 0 or not math.isfinite(float(logabsdet)):
+            raise FloatingPointError(
+                'semantic scale: I + (d/m) Zc Zc^T is not positive definite '
+                'in float64 (features too large?). Rescale or L2-normalise '
+                'them.')
+        out[b] = logabsdet
+    return out
+
+
+def semantic_scales_from_scatter(scatter: torch.Tensor,
+                                 counts: Sequence[int]) -> np.ndarray:
+    """S'_c = 1/2 log2 det(I_d + (d/m_c) scatter_c) for a batch of classes,
+    from their (C, d, d) scatter matrices sum_k (z_k - mean)(z_k - mean)^T
+    and counts m_c (0 for m_c <= 1), with one batched float64 Cholesky."""
+    scatter = scatter.detach()
+    if scatter.dim() != 3 or scatter.shape[1] != scatter.shape[2]:
+        raise ValueError(f'scatter must have shape (C, d, d), got '
+                         f'{tuple(scatter.shape)}')
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+    if counts.shape[0] != scatter.shape[0]:
+        raise ValueError(f'{counts.shape[0]} counts for '
+                         f'{scatter.shape[0]} scatter matrices')
+    d = scatter.shape[1]
+    if d == 0:
+        return np.zeros(counts.shape[0])
+    mats = scatter.to(torch.float64) * scale_factors(
+        counts, d, scatter.device).view(-1, 1, 1)
+    return semantic_scales_from_scaled(mats, counts)
+
+
+def scale_factors(counts: Sequence[int], d: int, device=None
+                  ) -> torch.Tensor:
+    """d / m_c as a float64 tensor, 0 for classes with m_c <= 1 (whose S'
+    is 0 by definition)."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+    a = np.where(counts > 1, d / np.maximum(counts, 1), 0.0)
+    return torch.as_tensor(a, dtype=torch.float64, device=device)
+
+
+def semantic_scales_from_scaled(mats: torch.Tensor, counts: Sequence[int]
+                                ) -> np.ndarray:
+    """S'_c from the already scaled (C, d, d) float64 matrices
+    (d / m_c) scatter_c (zero for m_c <= 1), **in place**; S'_c = 0 for
+    m_c <= 1."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+    out = (0.5 * logdet_identity_plus(mats) / _LN2).cpu().numpy()
+    out[counts <= 1] = 0.0
+    return out
 
 
 def _check_alpha(alpha: float) -> float:
