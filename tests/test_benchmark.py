@@ -416,3 +416,42 @@ def test_train_benchmark_resumes_and_refuses_changed_runs(tiny_kitti_root,
     assert 'holds a run made with another definition' in proc.stderr
     assert 'differs in cfg_options' in proc.stderr and '--rerun' in \
         proc.stderr
+
+
+def test_weight_diagnostics_of_an_equity_config(tmp_path):
+    from mmengine.config import Config
+
+    from mmdet3d_equity.evaluation.benchmark.diagnostics import (
+        equity_settings, weight_diagnostics)
+    from mmdet3d_equity.scoring.likelihood_file import (build_record,
+                                                        save_likelihood_file)
+    ids = [str(i) for i in range(6)]
+    p = np.array([1.0, 1.0, 1.0, 0.5, 0.1, 0.1])
+    rec = build_record(ids, p, [0, 0, 0, 1, 2, 2], [3, 3, 3, 1, 2, 2],
+                       id_key='sample_idx', dataset=dict(split='train'),
+                       embedder=dict(type='test'), reducer=None,
+                       clusterer=dict(type='test'), likelihood_def='largest')
+    lik = str(tmp_path / 'l.npz')
+    save_likelihood_file(rec, lik)
+    slices = tmp_path / 'modes.json'
+    slices.write_text(json.dumps(dict(modes={
+        '0': 'day', '1': 'day', '2': 'day', '3': 'dusk', '4': 'fog',
+        '5': 'fog'})))
+    eq = dict(type='EquityDataset', likelihood_file=lik, dataset=dict())
+    loss = dict(type='GeneralizedFocalLoss', eta=0.5, gamma=2.0)
+    hook_cfg = Config(dict(train_dataloader=dict(dataset=eq),
+                           custom_hooks=[dict(type='EquityHook', loss=loss)]))
+    s = equity_settings(hook_cfg)
+    assert s == dict(likelihood_file=lik, eta=0.5, gamma=2.0, mode='loss')
+    d = weight_diagnostics(hook_cfg, str(slices))
+    w = (0.5 + (1 - p) ** 2) / 1.5  # W(p), computed here independently
+    assert d['kish']['ess'] == pytest.approx(w.sum() ** 2 / (w ** 2).sum())
+    assert d['slices']['fog']['weight_share'] == pytest.approx(
+        w[4:].sum() / w.sum())
+    assert d['slices']['fog']['sample_share'] == pytest.approx(2 / 6)
+    rs_loss = dict(loss, normalisation='dataset')
+    rs_cfg = Config(dict(train_dataloader=dict(dataset=eq, sampler=dict(
+        type='EquityWeightedSampler', loss=rs_loss))))
+    assert equity_settings(rs_cfg)['mode'] == 'resample'
+    assert equity_settings(Config(dict(train_dataloader=dict(
+        dataset=dict(type='KittiDataset'))))) is None

@@ -245,6 +245,8 @@ def run_benchmark(spec: Spec, work_dir: str, out_dir: str, jobs: int = 1,
         counts=slice_counts(spec, collected),
         metric=collected['metric'], seeds=spec.seeds,
         runs={r.name: r.metrics_file() for r in runs},
+        run_seconds={r.name: (r.record() or {}).get('seconds')
+                     for r in runs if r.arm.kind == 'config'},
         rows=analyse(spec, collected), cost=cost(spec, runs),
         weights=weights(spec))
     files = write_report(analysis, out_dir, overwrite, plots=plots)

@@ -8,13 +8,13 @@
   trains with, from its likelihood file and its GeneralizedFocalLoss
   (eta, gamma), summarised by Kish's effective sample size and by each
   training slice's share of the total weight against its share of the
-  samples (slices from a slice file such as the tiny datasets'
-  ``frame_modes.json``). A global normalisation does not change either.
+  samples (slices from a slice file, docs/slices.md, such as the tiny
+  datasets' ``frame_modes.json``). A global normalisation changes neither.
 """
 import glob
 import json
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -84,21 +84,6 @@ def equity_settings(cfg) -> Optional[Dict]:
                 gamma=float(src.get('gamma', 5.0)), mode=mode)
 
 
-def read_slice_file(path: str) -> Dict[str, List[str]]:
-    """{sample id: [slice names]} of a slice file: either ``{id: name or
-    [names]}`` or the tiny generators' ``frame_modes.json``
-    (``{"modes": {id: mode}, ...}``)."""
-    with open(path) as f:
-        data = json.load(f)
-    if isinstance(data, dict) and isinstance(data.get('modes'), dict):
-        data = data['modes']
-    if not isinstance(data, dict):
-        raise ValueError(f'{path}: expected a JSON object sample id -> '
-                         'slice name(s)')
-    return {str(k): [v] if isinstance(v, str) else list(v)
-            for k, v in data.items()}
-
-
 def weight_diagnostics(cfg, train_slices: Optional[str]) -> Optional[Dict]:
     """Kish ESS and slice weight shares of an arm's training weights."""
     from mmdet3d_equity.models.losses.equity_weight import equity_weight
@@ -112,12 +97,16 @@ def weight_diagnostics(cfg, train_slices: Optional[str]) -> Optional[Dict]:
                weight_max=float(w.max()), weight_mean=float(w.mean()),
                kish=kish_effective_sample_size(w))
     if train_slices:
-        slices = read_slice_file(train_slices)
-        missing = [i for i in rec['sample_ids'] if i not in slices]
+        from ..slice_sources import read_slice_file
+        members, _ = read_slice_file(train_slices)  # {slice: set of ids}
+        of = {}
+        for name, ids in members.items():
+            for i in ids:
+                of.setdefault(i, []).append(name)
+        missing = [i for i in rec['sample_ids'] if i not in of]
         if missing:
             raise ValueError(
                 f'{train_slices}: {len(missing)} training samples of '
                 f"{s['likelihood_file']} have no slice (e.g. {missing[:3]})")
-        out['slices'] = weight_shares(
-            w, [slices[i] for i in rec['sample_ids']])
+        out['slices'] = weight_shares(w, [of[i] for i in rec['sample_ids']])
     return out

@@ -1,0 +1,337 @@
+"""The efficacy study of DatasetEquity on tiny KITTI (``docs/efficacy.md``).
+
+``python tools/efficacy_study.py`` runs it end to end:
+
+1. **data**: a tiny KITTI dataset whose rare appearance mode ('fog') is rare
+   in the train split and enriched in the val split, so that its AP can be
+   measured (``rare_fraction`` / ``val_rare_fraction``);
+2. **scores**: the appearance likelihoods of the train split (the default
+   scoring pipeline, ``tools/compute_likelihoods.py``), the val split scored
+   against the clustering fitted on the train split (binned into rare /
+   medium / common likelihood slices), and the oracle likelihoods of the
+   planted modes (:mod:`equity_tiny_data.oracle`);
+3. **selection phase** (``select_seeds``): the baseline and every method arm
+   (the published GFL setting, its dataset-normalised variant, oracle
+   weights, W-proportional resampling, SSB, GFL + SSB, and a dose-response
+   sweep of the rare-to-common weight ratio) through the multi-seed
+   benchmark, evaluated per slice with the stock and the dense AP;
+4. **choice**: the deployable arm (oracle weights are not) with the largest
+   mean paired gain on the primary endpoint (rare slice, dense AP, Car) in
+   the selection phase -- a rule fixed before any result was seen;
+5. **confirmation phase** (``confirm_seeds``, seeds not used to choose): the
+   baseline, the published setting and the chosen arm again;
+6. **report**: ``docs/efficacy.md`` (tables with spread, per slice and
+   class, dose-response, weight diagnostics, the conclusion as the numbers
+   give it) and its figures next to it.
+"""
+import copy
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+STUDY_CFG = 'configs/tiny/study/pointpillars_tiny-kitti-study'
+#: the scored config: the tiny base config reads the same train and val
+#: splits (EQUITY_TINY_KITTI) and, unlike the study configs (no validation
+#: during training), has a val_dataloader for --score-split val
+SCORED_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
+RARE, COMMON = 'fog', 'day'
+#: the endpoints, fixed before the study ran: the rare slice must gain, the
+#: common slices must not lose (dense AP40 3D moderate at the loose IoU)
+METRIC = '3D_AP40_moderate_loose'
+PRIMARY = [dict(slice='fog', variant='dense', row='Car'),
+           dict(slice='day', variant='dense', row='Car'),
+           dict(slice='dusk', variant='dense', row='Car'),
+           dict(slice='p_rare', variant='dense', row='Car'),
+           dict(slice='p_common', variant='dense', row='Car')]
+ENDPOINT = PRIMARY[0]
+
+#: full size (``arms`` None: every arm)
+FULL = dict(frames=192, val_fraction=1 / 3, rare_fraction=0.06,
+            val_rare_fraction=0.5, data_seed=0, epochs=10,
+            select_seeds=[0, 1, 2], confirm_seeds=[3, 4, 5],
+            sweep_eta=[0.3, 0.1], oracle_ratios=[10.0], arms=None)
+#: the README's main job (tools/demo.py): the published setting and the
+#: oracle upper bound against the baseline, 3 seeds, no confirmation phase
+DEMO = dict(frames=64, val_fraction=1 / 3, rare_fraction=0.1,
+            val_rare_fraction=0.5, data_seed=0, epochs=4,
+            select_seeds=[0, 1, 2], confirm_seeds=[], sweep_eta=[],
+            oracle_ratios=[10.0], arms=['gfl', 'oracle_x10'])
+#: a reduced study (``--reduced``): same steps, toy sizes
+REDUCED = dict(frames=48, val_fraction=1 / 3, rare_fraction=0.1,
+               val_rare_fraction=0.5, data_seed=0, epochs=2,
+               select_seeds=[0, 1], confirm_seeds=[2],
+               sweep_eta=[0.1], oracle_ratios=[10.0], arms=None)
+
+
+def _log(msg: str) -> None:
+    print(f'[study] {msg}', flush=True)
+
+
+def _run(cmd: List[str], env: Dict[str, str]) -> None:
+    _log('$ ' + ' '.join(cmd))
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+
+
+# --------------------------------------------------------------------------
+# data and scores
+# --------------------------------------------------------------------------
+def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
+    """Generate the dataset and the three likelihood files (each step is
+    skipped when its output exists)."""
+    py = sys.executable
+    if not osp.isfile(osp.join(data_root, 'kitti_infos_val.pkl')):
+        _run([py, 'tools/create_tiny_dataset.py', 'kitti', '--out',
+              data_root, '--frames', str(size['frames']), '--seed',
+              str(size['data_seed']), '--val-fraction',
+              str(size['val_fraction']), '--rare-fraction',
+              str(size['rare_fraction']), '--val-rare-fraction',
+              str(size['val_rare_fraction']), '--quiet'], env)
+    lik = osp.join(data_root, 'equity_likelihoods.npz')
+    if not osp.isfile(osp.join(data_root, 'equity_likelihoods_val.npz')):
+        _run([py, 'tools/compute_likelihoods.py', SCORED_CFG, '--out',
+              lik, '--seed', '0', '--save-scorer', '--score-split', 'val',
+              '--slice-file', osp.join(data_root, 'frame_modes.json'),
+              '--overwrite'], env)
+    oracle = osp.join(data_root, 'oracle_likelihoods.npz')
+    if not osp.isfile(oracle):
+        from .oracle import write_oracle_likelihood_file
+        write_oracle_likelihood_file(data_root, oracle)
+    return dict(likelihoods=lik, oracle=oracle,
+                val_likelihoods=osp.join(data_root,
+                                         'equity_likelihoods_val.npz'))
+
+
+def mode_likelihoods(data_root: str, path: str, split: str) -> Dict:
+    """Median, min and max likelihood per planted mode of a file."""
+    import numpy as np
+
+    from mmdet3d_equity.scoring import load_likelihood_file
+    from .oracle import read_frame_modes
+    planted = read_frame_modes(data_root)
+    rec = load_likelihood_file(path)
+    by = OrderedDict()
+    for sid, p in zip(rec['sample_ids'], rec['likelihood']):
+        by.setdefault(planted['modes'][sid], []).append(float(p))
+    return OrderedDict((m, dict(frames=len(v), median=float(np.median(v)),
+                                min=float(min(v)), max=float(max(v))))
+                       for m, v in sorted(by.items()))
+
+
+def oracle_eta(data_root: str, ratio: float, gamma: float = 5.0) -> float:
+    """eta that gives the rare mode ``ratio`` times the weight of the most
+    common mode under the oracle likelihoods: W(p_rare)/W(1) = (eta +
+    (1 - p_rare)^gamma) / eta."""
+    from .oracle import oracle_likelihoods, read_frame_modes
+    planted = read_frame_modes(data_root)
+    lik = oracle_likelihoods(data_root)
+    p_rare = min(p for s, p in lik.items()
+                 if planted['modes'][s] == planted['rare_mode'])
+    if ratio <= 1:
+        raise ValueError(f'ratio must be > 1, got {ratio}')
+    return (1.0 - p_rare) ** gamma / (ratio - 1.0)
+
+
+# --------------------------------------------------------------------------
+# arms
+# --------------------------------------------------------------------------
+def schedule_options(size: Dict) -> Dict:
+    e = int(size['epochs'])
+    opts = {'train_cfg.max_epochs': e, 'train_cfg.val_interval': e,
+            'param_scheduler.1.T_max': e, 'param_scheduler.1.end': e,
+            'default_hooks.checkpoint.interval': e}
+    return opts
+
+
+def build_arms(data_root: str, size: Dict, files: Dict) -> List[Dict]:
+    """The method arms: (name, config, cfg_options, group, deployable)."""
+    eq = STUDY_CFG + '_equity.py'
+    arms = [
+        dict(name='gfl', config=eq, group='published', deployable=True,
+             description='GFL eta 1, gamma 5 (published setting)'),
+        dict(name='gfl_norm', config=eq, deployable=True,
+             group='normalisation',
+             cfg_options={'custom_hooks.0.loss.normalisation': 'dataset'},
+             description='GFL eta 1, gamma 5, weights / train-set mean'),
+        dict(name='oracle', config=eq, deployable=False, group='oracle',
+             cfg_options={'train_dataloader.dataset.likelihood_file':
+                          files['oracle']},
+             description='GFL eta 1, gamma 5 on the planted modes'),
+        dict(name='resample', config=STUDY_CFG + '_equity-resample.py',
+             deployable=True, group='resampling',
+             description='frames drawn with probability W (eta 1, gamma 5)'),
+        dict(name='ssb', config=STUDY_CFG + '_ssb.py', deployable=True,
+             group='ssb', description='dynamic SSB class weights'),
+        dict(name='gfl_ssb', config=STUDY_CFG + '_gfl-ssb.py',
+             deployable=True, group='ssb',
+             description='GFL eta 1, gamma 5 + dynamic SSB'),
+    ]
+    for eta in size['sweep_eta']:
+        arms.append(dict(
+            name=f'gfl_eta{eta:g}', config=eq, deployable=True,
+            group='sweep', cfg_options={'custom_hooks.0.loss.eta': eta},
+            description=f'GFL eta {eta:g}, gamma 5'))
+    for ratio in size['oracle_ratios']:
+        eta = oracle_eta(data_root, ratio)
+        arms.append(dict(
+            name=f'oracle_x{ratio:g}', config=eq, deployable=False,
+            group='sweep',
+            cfg_options={'train_dataloader.dataset.likelihood_file':
+                         files['oracle'],
+                         'custom_hooks.0.loss.eta': round(eta, 6)},
+            description=f'oracle, eta {eta:.4f} (fog weighs {ratio:g}x day)'))
+    if size.get('arms') is not None:
+        unknown = set(size['arms']) - {a['name'] for a in arms}
+        if unknown:
+            raise ValueError(f'unknown study arms {sorted(unknown)}; the '
+                             f'arms are {[a["name"] for a in arms]}')
+        arms = [a for a in arms if a['name'] in size['arms']]
+    return arms
+
+
+def ssb_options(size: Dict, train_frames: int) -> Dict:
+    """SSB warm-up of 30 % of the schedule, updates every epoch (in
+    iterations of batch 4)."""
+    per_epoch = -(-train_frames // 4)
+    total = per_epoch * int(size['epochs'])
+    return dict(warmup=max(1, int(0.3 * total)), interval=per_epoch)
+
+
+def make_spec(data_root: str, size: Dict, files: Dict, seeds: List[int],
+              arms: List[Dict], train_frames: int):
+    from mmdet3d_equity.evaluation.benchmark.spec import (Spec, make_arm,
+                                                          validate_spec)
+    common = schedule_options(size)
+    ssb = ssb_options(size, train_frames)
+    spec_arms = []
+    for a in arms:
+        opts = dict(a.get('cfg_options') or {})
+        if a['group'] == 'ssb':
+            k = 1 if a['name'] == 'gfl_ssb' else 0
+            opts[f'custom_hooks.{k}.warmup_iters'] = ssb['warmup']
+            opts[f'custom_hooks.{k}.interval'] = ssb['interval']
+        spec_arms.append(make_arm(a['name'], a['config'], opts,
+                                  a.get('description', '')))
+    spec = Spec(baseline=make_arm('baseline', STUDY_CFG + '.py', {},
+                                  'no re-weighting'),
+                arms=spec_arms, seeds=list(seeds), metric=METRIC,
+                env={'EQUITY_TINY_KITTI': data_root}, cfg_options=common,
+                train_slices=osp.join(data_root, 'frame_modes.json'),
+                primary=copy.deepcopy(PRIMARY),
+                description='DatasetEquity on tiny KITTI')
+    validate_spec(spec)
+    return spec
+
+
+# --------------------------------------------------------------------------
+# choice
+# --------------------------------------------------------------------------
+def endpoint_row(analysis: Dict, endpoint: Dict = ENDPOINT) -> Optional[Dict]:
+    for r in analysis['rows']:
+        if (r['slice'], r['variant'], r['row']) == (
+                endpoint['slice'], endpoint['variant'], endpoint['row']):
+            return r
+    return None
+
+
+def choose_arm(analysis: Dict, arms: List[Dict]) -> Optional[str]:
+    """The deployable arm with the largest mean paired difference on the
+    primary endpoint (None if the endpoint is missing)."""
+    row = endpoint_row(analysis)
+    if row is None:
+        return None
+    best, best_d = None, None
+    for a in arms:
+        if not a['deployable']:
+            continue
+        d = row['diff'][a['name']]['mean']
+        if d is not None and (best_d is None or d > best_d):
+            best, best_d = a['name'], d
+    return best
+
+
+# --------------------------------------------------------------------------
+# the whole study
+# --------------------------------------------------------------------------
+def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
+              jobs: int = 2, overwrite: bool = False) -> Dict:
+    from mmdet3d_equity.evaluation.benchmark import run_benchmark
+    from mmdet3d_equity.fileio import check_output_dir
+    from .report import write_efficacy_doc
+    check_output_dir(osp.dirname(osp.abspath(doc)) or '.', 'report')
+    check_output_dir(work_dir, 'work')
+    if osp.exists(doc) and not overwrite:
+        from mmdet3d_equity.fileio import OutputExistsError
+        raise OutputExistsError(f'{doc} already exists; pass --overwrite to '
+                                'replace it (finished runs are reused)')
+    t0 = time.time()
+    env = dict(os.environ, EQUITY_TINY_KITTI=data_root)
+    files = prepare_data(data_root, size, env)
+    from .oracle import read_frame_modes
+    planted = read_frame_modes(data_root)
+    train_frames = sum(1 for s in planted['split'].values() if s == 'train')
+    arms = build_arms(data_root, size, files)
+    runs_dir = osp.join(work_dir, 'runs')
+    _log(f'selection phase: {1 + len(arms)} arms x seeds '
+         f'{size["select_seeds"]}')
+    spec_a = make_spec(data_root, size, files, size['select_seeds'], arms,
+                       train_frames)
+    phase_a = run_benchmark(spec_a, runs_dir,
+                            osp.join(work_dir, 'selection'), jobs=jobs,
+                            overwrite=True)
+    chosen = choose_arm(phase_a, arms)
+    _log(f'chosen on seeds {size["select_seeds"]}: {chosen}')
+    confirm = [a for a in arms if a['name'] in ('gfl', chosen)]
+    spec_b = make_spec(data_root, size, files, size['confirm_seeds'],
+                       confirm, train_frames)
+    phase_b = run_benchmark(spec_b, runs_dir,
+                            osp.join(work_dir, 'confirmation'), jobs=jobs,
+                            overwrite=True)
+    facts = dict(
+        size=size, data_root=data_root, work_dir=work_dir, jobs=jobs,
+        seconds=time.time() - t0,
+        summary=json.load(open(osp.join(data_root, 'frame_modes.json'))),
+        train_modes=mode_likelihoods(data_root, files['likelihoods'],
+                                     'train'),
+        val_modes=mode_likelihoods(data_root, files['val_likelihoods'],
+                                   'val'),
+        oracle_modes=mode_likelihoods(data_root, files['oracle'], 'train'),
+        arms=arms, chosen=chosen)
+    write_efficacy_doc(doc, phase_a, phase_b, facts, overwrite=True)
+    _log(f'wrote {doc} ({(time.time() - t0) / 60:.1f} min)')
+    return dict(selection=phase_a, confirmation=phase_b, facts=facts)
+
+
+# --------------------------------------------------------------------------
+# the README's main job
+# --------------------------------------------------------------------------
+def run_demo(data_root: str, work_dir: str, size: Dict = DEMO,
+             jobs: int = 2) -> str:
+    """Data, scores, the benchmark of ``size['arms']`` against the baseline
+    over the seeds, and a compact per-slice table (returned and written to
+    ``<work_dir>/summary.md``). Finished runs are reused."""
+    from mmdet3d_equity.evaluation.benchmark import run_benchmark
+    from mmdet3d_equity.fileio import atomic_write_text
+    from .oracle import read_frame_modes
+    from .report import demo_summary
+    t0 = time.time()
+    env = dict(os.environ, EQUITY_TINY_KITTI=data_root)
+    files = prepare_data(data_root, size, env)
+    planted = read_frame_modes(data_root)
+    train_frames = sum(1 for s in planted['split'].values() if s == 'train')
+    arms = build_arms(data_root, size, files)
+    spec = make_spec(data_root, size, files, size['select_seeds'], arms,
+                     train_frames)
+    analysis = run_benchmark(spec, osp.join(work_dir, 'runs'),
+                             osp.join(work_dir, 'report'), jobs=jobs,
+                             overwrite=True)
+    text = demo_summary(analysis, mode_likelihoods(
+        data_root, files['likelihoods'], 'train'), arms, size,
+        time.time() - t0)
+    atomic_write_text(osp.join(work_dir, 'summary.md'), text)
+    return text
