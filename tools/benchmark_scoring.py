@@ -22,7 +22,6 @@ credited fractionally, as a random tie-break would on average). Prints the
 time ratio reference / ours. Target: ratio >= 50 with higher rare recall.
 """
 import argparse
-import json
 import os.path as osp
 import sys
 import time
@@ -149,7 +148,15 @@ def main(argv=None):
                     help='small problem (3,000 x 256, rare size 20)')
     ap.add_argument('--skip-reference', action='store_true')
     ap.add_argument('--json', help='also write the numbers to this JSON file')
+    ap.add_argument('--overwrite', action='store_true',
+                    help='replace an existing --json file')
     args = ap.parse_args(argv)
+    if args.json:
+        from mmdet3d_equity.fileio import check_output_dir
+        if osp.exists(args.json) and not args.overwrite:
+            ap.error(f'--json {args.json} already exists; pass --overwrite '
+                     'to replace it')
+        check_output_dir(osp.dirname(osp.abspath(args.json)))
     if args.quick:
         args.num_samples, args.dim, args.rare_size = 3000, 256, 20
     x, is_rare = make_synthetic_embeddings(
@@ -175,8 +182,8 @@ def main(argv=None):
               f'{out["reference"]["rare_recall"]:.3f}')
         print(f'speed-up (reference / ours): {out["speedup"]:.1f}x')
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(out, f, indent=2)
+        from mmdet3d_equity.fileio import atomic_write_json
+        atomic_write_json(args.json, out, overwrite=args.overwrite, indent=2)
     return out
 
 
