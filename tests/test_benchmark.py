@@ -455,3 +455,33 @@ def test_weight_diagnostics_of_an_equity_config(tmp_path):
     assert equity_settings(rs_cfg)['mode'] == 'resample'
     assert equity_settings(Config(dict(train_dataloader=dict(
         dataset=dict(type='KittiDataset'))))) is None
+
+
+def test_config_digest_covers_the_base_chain(tmp_path):
+    from mmdet3d_equity.evaluation.benchmark.runs import (config_digest,
+                                                          config_files)
+    (tmp_path / 'base').mkdir()
+    base = tmp_path / 'base' / 'b.py'
+    base.write_text('lr = 0.1\n')
+    child = tmp_path / 'child.py'
+    child.write_text("_base_ = ['base/b.py']\nseed = 0\n")
+    assert config_files(str(child)) == [str(child), str(base)]
+    before = config_digest(str(child))
+    base.write_text('lr = 0.2\n')  # only the base changes
+    assert config_digest(str(child)) != before
+    # a stock config resolves through mmdet3d's installed configs, bases too
+    stock = config_files('mmdet3d::pointpillars/pointpillars_hv_secfpn_'
+                         '8xb6-160e_kitti-3d-3class.py')
+    assert len(stock) > 1 and all(osp.isfile(p) for p in stock)
+
+
+def test_a_run_interrupted_while_training_is_trained_again(tmp_path):
+    from mmdet3d_equity.evaluation.benchmark.runs import Run, _Job
+    from mmdet3d_equity.evaluation.benchmark.spec import Arm, Spec
+    spec = Spec(baseline=Arm('baseline', config=KITTI_CFG), arms=[])
+    run = Run(spec, spec.baseline, 0, str(tmp_path))
+    assert _Job(run, {}).steps == ['train', 'test']  # nothing yet
+    for status, steps in (('training', ['train', 'test']),
+                          ('trained', ['test'])):
+        run._write(status)
+        assert _Job(run, {}).steps == steps, status

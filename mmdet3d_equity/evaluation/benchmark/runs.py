@@ -46,13 +46,39 @@ def _log(msg: str) -> None:
     print(f'[benchmark] {msg}', flush=True)
 
 
-def config_digest(config: str) -> str:
-    """sha256 of the config file's text (a stock ``mmdet3d::`` config is
-    identified by its name: it is part of the installed mmdet3d)."""
+def config_files(config: str) -> List[str]:
+    """The config file and every file of its ``_base_`` chain (depth first,
+    each once), resolved the way mmengine's Config.fromfile resolves them,
+    ``mmdet3d::`` bases included."""
+    from mmengine.config import Config
+
+    # Config._get_base_files/_get_cfg_path are mmengine 0.10's own base
+    # resolution (static helpers of Config.fromfile); using them keeps the
+    # chain identical to what fromfile merges.
     if '::' in config:
-        return 'name:' + config
-    with open(config, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        config = Config._get_cfg_path(config, '')[0]
+    out, todo = [], [osp.abspath(config)]
+    while todo:
+        path = todo.pop(0)
+        if path in out:
+            continue
+        out.append(path)
+        todo.extend(osp.abspath(Config._get_cfg_path(b, path)[0])
+                    for b in Config._get_base_files(path))
+    return out
+
+
+def config_digest(config: str) -> str:
+    """sha256 over the text of the config and of every file of its
+    ``_base_`` chain, so an edit to a base config changes the definition of
+    every run that inherits it."""
+    h = hashlib.sha256()
+    for path in config_files(config):
+        with open(path, 'rb') as f:
+            data = f.read()
+        h.update(osp.basename(path).encode() + b'\0')
+        h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()
 
 
 class Run:
@@ -161,7 +187,10 @@ class _Job:
     def __init__(self, run: Run, env: Dict[str, str]):
         self.run = run
         self.env = env
-        self.steps = ['train', 'test'] if run.status() == 'todo' else ['test']
+        # a run that was being trained when the benchmark stopped is trained
+        # again (tools/train.py --resume continues from its last checkpoint)
+        self.steps = (['test'] if run.status() == 'trained' else
+                      ['train', 'test'])
         self.proc = None
         self.log = None
         self.t0 = None
