@@ -96,6 +96,7 @@ def test_tiny_equity_config_trains_on_cpu(tiny_kitti_root, tmp_path,
     model.load_state_dict(state['state_dict'], strict=True)
 
 
+@pytest.mark.slow
 def test_tiny_nuscenes_wrapper_uses_tokens(tiny_nus_root, tmp_path,
                                            monkeypatch):
     """Real NuScenesDataset + CBGSDataset + Pack3DDetInputs: the packed

@@ -114,6 +114,7 @@ def test_slices_equal_stock_metric_on_reduced_split(kitti, tmp_path):
     assert all(v == 1.0 for k, v in empty.items() if ':few/' in k)
 
 
+@pytest.mark.slow
 def test_perfect_detector_scores_100_on_small_slices(kitti):
     root = kitti['root']
     results = gt_predictions(kitti['ds'], 'perfect')
