@@ -1,6 +1,7 @@
 """Shared pytest configuration and fixtures."""
 import os
 import os.path as osp
+import subprocess
 import sys
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -29,12 +30,54 @@ def tiny_kitti_root(tmp_path_factory):
     return create_tiny_kitti(str(root), num_frames=64, seed=0)['root']
 
 
-@pytest.fixture(scope='session')
-def tiny_nus_root(tmp_path_factory):
-    """Root (str) of a 40-sample synthetic nuScenes (v1.0-mini), seed 0."""
-    from equity_tiny_data import create_tiny_nuscenes
+NUS_ARGS = dict(num_samples=40, seed=0)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _tiny_nus_generation(request, tmp_path_factory):
+    """In a session that will use ``tiny_nus_root``: start writing the tiny
+    nuScenes dataset right away in a separate process
+    (tools/create_tiny_dataset.py, the same call as
+    ``create_tiny_nuscenes(root, **NUS_ARGS)``), so that the ~30 s it takes
+    run on another core while the first tests run; ``tiny_nus_root`` waits
+    for it. Killed at the end of the session if still running."""
+    if not any('tiny_nus_root' in getattr(item, 'fixturenames', ())
+               for item in request.session.items):
+        yield None
+        return
     root = tmp_path_factory.mktemp('tiny_data') / 'nuscenes'
-    return create_tiny_nuscenes(str(root), num_samples=40, seed=0)['root']
+    log = root.parent / 'create_tiny_nuscenes.log'
+    with open(log, 'w') as fh:
+        proc = subprocess.Popen(
+            [sys.executable,
+             osp.join(REPO_ROOT, 'tools', 'create_tiny_dataset.py'),
+             'nuscenes', '--out', str(root),
+             '--frames', str(NUS_ARGS['num_samples']),
+             '--seed', str(NUS_ARGS['seed']), '--quiet'],
+            cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT,
+            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    yield dict(proc=proc, root=osp.abspath(str(root)), log=str(log))
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope='session')
+def tiny_nus_root(_tiny_nus_generation, tmp_path_factory):
+    """Root (str) of a 40-sample synthetic nuScenes (v1.0-mini), seed 0."""
+    job = _tiny_nus_generation
+    if job is None:  # (requested by a test collection did not see)
+        from equity_tiny_data import create_tiny_nuscenes
+        root = tmp_path_factory.mktemp('tiny_data') / 'nuscenes'
+        return create_tiny_nuscenes(str(root), **NUS_ARGS)['root']
+    rc = job['proc'].wait()
+    if rc != 0:
+        with open(job['log']) as f:
+            raise RuntimeError(
+                f'writing the tiny nuScenes dataset failed (exit status '
+                f'{rc}); the output of tools/create_tiny_dataset.py:\n'
+                f'{f.read()[-5000:]}')
+    return job['root']
 
 
 # --------------------------------------------------------------------------
