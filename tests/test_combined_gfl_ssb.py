@@ -1,16 +1,14 @@
-"""Both methods in one config: the tiny GFL + SSB config trains on CPU with
-per-sample equity weights and per-class SSB weights both active."""
+"""Both methods in one config: the tiny GFL + SSB config trains on CPU
+(tools/train.py, in-process) with per-sample equity weights and per-class
+SSB weights both active."""
 import glob
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
+from _tool_helpers import REPO, call_tool
 from test_equity_train import write_tiny_likelihoods
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CFG = osp.join(REPO, 'configs', 'tiny',
                'pointpillars_tiny-kitti-3class_gfl-ssb.py')
 
@@ -23,19 +21,17 @@ def test_gfl_and_ssb_train_together(tiny_kitti_root, tmp_path, monkeypatch):
     lik_path = str(tmp_path / 'equity_likelihoods.npz')
     write_tiny_likelihoods(cfg, lik_path)
     work = str(tmp_path / 'work')
-    env = dict(os.environ, EQUITY_TINY_KITTI=tiny_kitti_root)
     # 4 frames, batch 2: 2 iterations an epoch, 3 epochs -> 6 iterations;
     # SSB warms up for 4 and updates every 2 -> updates at iterations 4, 6.
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), CFG,
-           '--work-dir', work, '--cfg-options',
-           f'train_dataloader.dataset.likelihood_file={lik_path}',
-           'train_dataloader.dataset.dataset.dataset.indices=4',
-           'train_dataloader.batch_size=2', 'train_cfg.max_epochs=3',
-           'train_cfg.val_begin=100', 'default_hooks.logger.interval=1',
-           'default_hooks.checkpoint.interval=3']
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rc = call_tool('train', [
+        CFG, '--work-dir', work, '--cfg-options',
+        f'train_dataloader.dataset.likelihood_file={lik_path}',
+        'train_dataloader.dataset.dataset.dataset.indices=4',
+        'train_dataloader.batch_size=2', 'train_cfg.max_epochs=3',
+        'train_cfg.val_begin=100', 'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=3'],
+        dict(EQUITY_TINY_KITTI=tiny_kitti_root))
+    assert rc == 0, f'tools/train.py exited with {rc!r}'
     rows = [json.loads(line) for line in open(glob.glob(
         osp.join(work, '*', 'vis_data', 'scalars.json'))[0])]
     assert any('equity_weight_mean' in r for r in rows)

@@ -38,6 +38,24 @@ def test_usage_without_enough_arguments(script, n):
     assert r.stderr.startswith(f'usage: bash tools/{script} CONFIG')
 
 
+def test_launcher_pytorch_without_torchrun_is_refused(tmp_path, capsys,
+                                                     monkeypatch):
+    """tools/train.py --launcher pytorch outside torchrun (in-process):
+    refused before the Runner, naming the missing variables and the fix."""
+    from _tool_helpers import call_tool
+    for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv('MASTER_PORT', '29500')
+    rc = call_tool('train', [CFG, '--launcher', 'pytorch', '--work-dir',
+                             str(tmp_path / 'work')])
+    assert rc == 2
+    assert capsys.readouterr().err == (
+        'train.py: error: --launcher pytorch needs the environment torchrun '
+        'sets (RANK, WORLD_SIZE, MASTER_ADDR missing); start the tool with '
+        '`torchrun --nproc_per_node N tools/...py ... --launcher pytorch` or '
+        'tools/dist_train.sh / tools/dist_test.sh\n')
+
+
 @pytest.mark.slow
 def test_two_process_train_then_test(tiny_kitti_root, tmp_path):
     env = dict(EQUITY_TINY_KITTI=tiny_kitti_root)

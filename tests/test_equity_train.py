@@ -1,17 +1,17 @@
-"""End to end: tools/train.py with the tiny equity config on CPU; the weights
-are logged; the checkpoint loads into the plain (non-equity) tiny model."""
+"""End to end: tools/train.py (in-process) with the tiny equity config on
+CPU; the weights are logged; the checkpoint loads into the plain
+(non-equity) tiny model."""
 import glob
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from _tool_helpers import REPO, call_tool, last_run_log
+
 EQ_CFG = osp.join(REPO, 'configs', 'tiny',
                   'pointpillars_tiny-kitti-3class_equity.py')
 BASE_CFG = osp.join(REPO, 'configs', 'tiny',
@@ -58,21 +58,16 @@ def test_tiny_equity_config_trains_on_cpu(tiny_kitti_root, tmp_path,
     lik_path = str(tmp_path / 'equity_likelihoods.npz')
     lik = write_tiny_likelihoods(cfg, lik_path)
     work = str(tmp_path / 'work')
-    env = dict(os.environ, EQUITY_TINY_KITTI=tiny_kitti_root,
-               OMP_NUM_THREADS='2')
-    cmd = [
-        sys.executable, osp.join(REPO, 'tools', 'train.py'), EQ_CFG,
-        '--work-dir', work, '--cfg-options',
+    rc = call_tool('train', [
+        EQ_CFG, '--work-dir', work, '--cfg-options',
         f'train_dataloader.dataset.likelihood_file={lik_path}',
         f'train_dataloader.dataset.dataset.dataset.indices={NUM_FRAMES}',
         'train_dataloader.batch_size=2',
         'train_cfg.max_epochs=1', 'train_cfg.val_begin=100',
         'default_hooks.logger.interval=1'
-    ]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=400)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    out = res.stdout + res.stderr
+    ], dict(EQUITY_TINY_KITTI=tiny_kitti_root))
+    assert rc == 0, f'tools/train.py exited with {rc!r}'
+    out = last_run_log(work)
     assert 'EquityHook: exact per-sample weighting of Anchor3DHead' in out
     assert 'EquityDataset: ' in out
     # per-iteration weights in the scalar log (what TensorBoard also gets)
@@ -101,6 +96,7 @@ def test_tiny_equity_config_trains_on_cpu(tiny_kitti_root, tmp_path,
     model.load_state_dict(state['state_dict'], strict=True)
 
 
+@pytest.mark.slow
 def test_tiny_nuscenes_wrapper_uses_tokens(tiny_nus_root, tmp_path,
                                            monkeypatch):
     """Real NuScenesDataset + CBGSDataset + Pack3DDetInputs: the packed

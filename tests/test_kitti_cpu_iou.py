@@ -28,6 +28,7 @@ def _random_boxes(rng, n):
     return np.concatenate([xy, wh, ang], 1).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_matches_numba_cuda_kernel_in_simulator():
     rng = np.random.default_rng(0)
     boxes, qboxes = _random_boxes(rng, 5), _random_boxes(rng, 4)
@@ -129,6 +130,7 @@ def _probe(*args):
     return json.loads(line[-1][len('STATE '):])
 
 
+@pytest.mark.slow
 def test_importing_the_plugin_swaps_no_module():
     state = _probe()
     assert state['changed'] == []

@@ -8,6 +8,8 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # compat.py (the stack fixes, each naming the release that ends it)
@@ -90,6 +92,7 @@ print('REPORT' + json.dumps(report))
 '''
 
 
+@pytest.mark.slow
 def test_import_changes_no_class_or_module_of_the_stack(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep +
                os.environ.get('PYTHONPATH', ''))

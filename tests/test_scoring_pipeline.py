@@ -60,6 +60,7 @@ def image_run(kitti_env, tmp_path_factory):
     return out, rec
 
 
+@pytest.mark.slow
 def test_image_embedder_rare_mode_low(image_run, kitti_env):
     out, rec = image_run
     assert_rare_low(rec, kitti_env)
@@ -98,6 +99,7 @@ def test_image_embedder_rare_mode_low(image_run, kitti_env):
     assert len(os.listdir(osp.join(osp.dirname(out), 'embedding_cache'))) == 1
 
 
+@pytest.mark.slow
 def test_fixed_seed_identical_and_cache_reclusters(image_run, tmp_path):
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
     out, rec = image_run
@@ -123,6 +125,7 @@ def test_fixed_seed_identical_and_cache_reclusters(image_run, tmp_path):
         compute_likelihoods(KITTI_CFG, out, **IMG)
 
 
+@pytest.mark.slow
 def test_detector_backbone_embedder(kitti_env, tmp_path):
     import torch
     from mmengine.registry import init_default_scope
@@ -209,6 +212,7 @@ def test_bad_inputs(kitti_env, tmp_path):
     assert not osp.exists(str(tmp_path / 'a.npz'))
 
 
+@pytest.mark.slow
 def test_nan_embeddings_from_embedder(kitti_env, tmp_path, monkeypatch):
     from mmdet3d_equity.scoring import embedders
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
@@ -225,6 +229,14 @@ def test_nan_embeddings_from_embedder(kitti_env, tmp_path, monkeypatch):
                             use_cache=False, **IMG)
 
 
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
 def test_cli_torchrun_two_processes_match_single(image_run, kitti_env,
                                                  tmp_path):
     """CLI end to end, 2 processes on gloo: same ids and likelihoods as the
@@ -234,7 +246,7 @@ def test_cli_torchrun_two_processes_match_single(image_run, kitti_env,
     env = dict(os.environ, EQUITY_TINY_KITTI=kitti_env, OMP_NUM_THREADS='1',
                PYTHONPATH=REPO)
     cmd = [sys.executable, '-m', 'torch.distributed.run',
-           '--nproc_per_node', '2', '--master_port', '29641',
+           '--nproc_per_node', '2', '--master_port', str(_free_port()),
            osp.join(REPO, 'tools/compute_likelihoods.py'), KITTI_CFG,
            '--out', out, '--backbone', repr(R18), '--input-size', '128',
            '64', '--batch-size', '16', '--no-cache', '--no-figures',
@@ -257,6 +269,7 @@ def test_cli_torchrun_two_processes_match_single(image_run, kitti_env,
     assert r.returncode == 2 and '--overwrite' in r.stderr
 
 
+@pytest.mark.slow
 def test_nuscenes_six_cameras(tiny_nus_root, tmp_path, monkeypatch):
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
     monkeypatch.setenv('EQUITY_TINY_NUS', tiny_nus_root)

@@ -114,6 +114,7 @@ def test_slices_equal_stock_metric_on_reduced_split(kitti, tmp_path):
     assert all(v == 1.0 for k, v in empty.items() if ':few/' in k)
 
 
+@pytest.mark.slow
 def test_perfect_detector_scores_100_on_small_slices(kitti):
     root = kitti['root']
     results = gt_predictions(kitti['ds'], 'perfect')
@@ -206,8 +207,10 @@ def _interpolated_ap40(n, dets):
     return 100 * total / 40
 
 
-@pytest.mark.parametrize('n,seed', [(1, 0), (3, 1), (7, 2), (13, 3), (25, 4),
-                                    (40, 5)])
+@pytest.mark.parametrize('n,seed', [
+    (1, 0), (3, 1), (7, 2), (13, 3),
+    pytest.param(25, 4, marks=pytest.mark.slow),
+    pytest.param(40, 5, marks=pytest.mark.slow)])
 def test_dense_ap_is_the_interpolated_ap(n, seed):
     import mmdet3d_equity  # noqa: F401
     from mmdet3d_equity.evaluation.kitti_slices import KittiSliceAdapter

@@ -269,6 +269,7 @@ def test_score_split_tool_reproduces_the_in_run_val_scores(scored, tmp_path,
     assert sum(len(slices[n]) for n in names) == len(a['sample_ids'])
 
 
+@pytest.mark.slow
 def test_slice_metric_with_likelihood_bins_of_the_val_split(scored):
     """The documented KITTI config: frame modes + likelihood bins of the
     val split scored against the training fit."""

@@ -243,6 +243,7 @@ def _ddp_worker(rank, world, port, out_dir):
         tdist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_gloo_gives_identical_weights():
     import torch.multiprocessing as mp
     with tempfile.TemporaryDirectory() as d:

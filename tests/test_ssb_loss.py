@@ -310,6 +310,7 @@ def _center_head_cfg(loss_cls):
                        point_cloud_range=[-25.6, -25.6, -5, 25.6, 25.6, 3]))
 
 
+@pytest.mark.slow
 def test_center_head_task_channels_map_to_global_classes():
     from mmengine.structures import InstanceData
 

@@ -1,32 +1,29 @@
-"""A real `tools/train.py --resume` of the tiny SSB config restores the SSB
-feature store and the class weights saved in the checkpoint."""
+"""A real `tools/train.py --resume` (in-process) of the tiny SSB config
+restores the SSB feature store and the class weights saved in the
+checkpoint."""
 import glob
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from _tool_helpers import REPO, call_tool, last_run_log
+
 CFG = osp.join(REPO, 'configs', 'tiny',
                'pointpillars_tiny-kitti-3class_ssb.py')
 
 
 def _train(work, env, epochs, resume=False):
     # 4 frames, batch 2: 2 iterations an epoch; warm-up 4, update every 2
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), CFG,
-           '--work-dir', work]
+    argv = [CFG, '--work-dir', work]
     if resume:
-        cmd.append('--resume')
-    cmd += ['--cfg-options', 'train_dataloader.dataset.dataset.indices=4',
-            'train_dataloader.batch_size=2', f'train_cfg.max_epochs={epochs}',
-            'train_cfg.val_begin=100', 'default_hooks.checkpoint.interval=1']
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout + res.stderr
+        argv.append('--resume')
+    argv += ['--cfg-options', 'train_dataloader.dataset.dataset.indices=4',
+             'train_dataloader.batch_size=2', f'train_cfg.max_epochs={epochs}',
+             'train_cfg.val_begin=100', 'default_hooks.checkpoint.interval=1']
+    rc = call_tool('train', argv, env)
+    assert rc == 0, f'tools/train.py exited with {rc!r}'
+    return last_run_log(work)
 
 
 def _ssb_weights(path):
@@ -38,7 +35,7 @@ def _ssb_weights(path):
 
 @pytest.mark.slow
 def test_resume_restores_store_and_weights(tiny_kitti_root, tmp_path):
-    env = dict(os.environ, EQUITY_TINY_KITTI=tiny_kitti_root)
+    env = dict(EQUITY_TINY_KITTI=tiny_kitti_root)
     work = str(tmp_path / 'work')
     _train(work, env, epochs=3)  # updates at iterations 4 and 6
     w3, state3 = _ssb_weights(osp.join(work, 'epoch_3.pth'))

@@ -4,14 +4,9 @@ import hashlib
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CLI = osp.join(REPO, 'tools', 'create_tiny_dataset.py')
 
 
 def _stock_cfg(name):
@@ -175,6 +170,7 @@ def _digest(root):
     return out
 
 
+@pytest.mark.slow
 def test_kitti_seed_determinism_and_overwrite(tmp_path, tiny_kitti_root):
     from equity_tiny_data import create_tiny_kitti
     a = create_tiny_kitti(str(tmp_path / 'a'), num_frames=16, seed=3)
@@ -328,6 +324,7 @@ def test_nus_imbalance_and_rare_mode(tiny_nus_root):
     assert r[:, 1].mean() < 0.85 * d[:, 1].mean()
 
 
+@pytest.mark.slow
 def test_nus_seed_determinism(tmp_path, tiny_nus_root):
     from equity_tiny_data import create_tiny_nuscenes
     a = _digest(create_tiny_nuscenes(str(tmp_path / 'a'), 16, seed=1)['root'])
@@ -340,40 +337,55 @@ def test_nus_seed_determinism(tmp_path, tiny_nus_root):
 # --------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------
-def _cli(*args):
-    return subprocess.run([sys.executable, CLI, *args], capture_output=True,
-                          text=True, timeout=120)
+def _cli(capsys, *args):
+    """tools/create_tiny_dataset.py ARGS, in-process: (exit status, the
+    last stderr line)."""
+    from _tool_helpers import call_tool
+    capsys.readouterr()
+    rc = call_tool('create_tiny_dataset', args)
+    return rc, capsys.readouterr().err.splitlines()[-1]
 
 
-@pytest.mark.parametrize('args,needle', [
-    (['kitti', '--frames', '8'], '>= 16'),
-    (['kitti', '--frames', 'many'], 'integer number of frames'),
-    (['nuscenes', '--seed', '-1'], 'non-negative integer'),
-    (['lyft'], "invalid choice: 'lyft'"),
+@pytest.mark.parametrize('args,message', [
+    (['kitti', '--frames', '8'], 'argument --frames: must be >= 16 (needed '
+     'to plant the class imbalance and the rare mode), got 8; use e.g. '
+     '--frames 64'),
+    (['kitti', '--frames', 'many'], 'argument --frames: must be an integer '
+     "number of frames, got 'many' (e.g. --frames 64)"),
+    (['nuscenes', '--seed', '-1'], 'argument --seed: must be a non-negative '
+     'integer, got -1 (e.g. --seed 0)'),
+    (['lyft'], "argument dataset: invalid choice: 'lyft' (choose from "
+     "'kitti', 'nuscenes')"),
     (['kitti', '--rare-fraction', '0.1'], 'give both --rare-fraction and '
-     '--val-rare-fraction'),
+     '--val-rare-fraction, or neither'),
     (['kitti', '--rare-fraction', '1.5', '--val-rare-fraction', '0.5'],
-     'must be a number in [0, 1)'),
+     'argument --rare-fraction: must be a number in [0, 1), got 1.5'),
     (['nuscenes', '--rare-fraction', '0.1', '--val-rare-fraction', '0.5'],
-     'apply to kitti only'),
+     '--val-fraction/--rare-fraction/--val-rare-fraction apply to kitti '
+     'only (nuScenes splits follow v1.0-mini)'),
 ])
-def test_cli_bad_arguments(tmp_path, args, needle):
-    r = _cli(*args, '--out', str(tmp_path / 'out'))
-    assert r.returncode == 2
-    assert needle in r.stderr, r.stderr
+def test_cli_bad_arguments(tmp_path, capsys, args, message):
+    rc, err = _cli(capsys, *args, '--out', str(tmp_path / 'out'))
+    assert rc == 2
+    assert err == f'create_tiny_dataset.py: error: {message}'
     assert not (tmp_path / 'out').exists()
 
 
-def test_cli_bad_output_paths(tmp_path):
+def test_cli_bad_output_paths(tmp_path, capsys):
     f = tmp_path / 'afile'
     f.write_text('x')
-    r = _cli('kitti', '--out', str(f))
-    assert r.returncode == 2 and 'is an existing file' in r.stderr, r.stderr
+    rc, err = _cli(capsys, 'kitti', '--out', str(f))
+    assert rc == 2
+    assert err == (f"create_tiny_dataset.py: error: --out '{f}' is an "
+                   'existing file, not a directory; choose a directory path')
     d = tmp_path / 'full'
     d.mkdir()
     (d / 'keep.txt').write_text('x')
-    r = _cli('kitti', '--out', str(d))
-    assert r.returncode == 2 and '--overwrite' in r.stderr, r.stderr
+    rc, err = _cli(capsys, 'kitti', '--out', str(d))
+    assert rc == 2
+    assert err == (f"create_tiny_dataset.py: error: --out '{d}' exists and "
+                   'is not empty; add --overwrite to replace it or choose '
+                   'another directory')
     assert (d / 'keep.txt').read_text() == 'x'
 
 

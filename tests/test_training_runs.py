@@ -79,12 +79,16 @@ def train(cfg):
             .items()}
 
 
-def resume_equals_uninterrupted(config, root, tmp_path, prepare=None):
+def resume_equals_uninterrupted(config, root, tmp_path, prepare=None,
+                                final=None):
+    """``final``: the state dict of the uninterrupted run when the caller
+    has it already (trained with ``tiny_cfg(config, ..., root)``)."""
     torch.set_num_threads(1)
-    full = tiny_cfg(config, str(tmp_path / 'full'), root)
-    if prepare is not None:
-        prepare(full)
-    final = train(full)
+    if final is None:
+        full = tiny_cfg(config, str(tmp_path / 'full'), root)
+        if prepare is not None:
+            prepare(full)
+        final = train(full)
     work = str(tmp_path / 'interrupted')
     cut = tiny_cfg(config, work, root,
                    extra_hooks=[dict(type='InterruptAfterEpoch', epoch=2)])
@@ -118,11 +122,23 @@ def test_equity_resume_equals_uninterrupted(tiny_kitti_root, tmp_path):
     resume_equals_uninterrupted(EQ_CFG, tiny_kitti_root, tmp_path, prepare)
 
 
+@pytest.fixture(scope='module')
+def ssb_run(tiny_kitti_root, tmp_path_factory):
+    """The uninterrupted 3-epoch SSB run (shared): its config, work dir
+    (epoch_1..3.pth) and final state dict."""
+    torch.set_num_threads(1)
+    work = str(tmp_path_factory.mktemp('ssb_run') / 'full')
+    cfg = tiny_cfg(SSB_CFG, work, tiny_kitti_root, epochs=3)
+    return dict(cfg=cfg, work_dir=work, final=train(copy.deepcopy(cfg)))
+
+
 @pytest.mark.slow
-def test_ssb_resume_equals_uninterrupted(tiny_kitti_root, tmp_path):
+def test_ssb_resume_equals_uninterrupted(ssb_run, tiny_kitti_root,
+                                         tmp_path):
     # warm-up 4 iterations, updates at 4 and 6: the interruption after
     # epoch 2 (iteration 4) falls right after the first update
-    work = resume_equals_uninterrupted(SSB_CFG, tiny_kitti_root, tmp_path)
+    work = resume_equals_uninterrupted(SSB_CFG, tiny_kitti_root, tmp_path,
+                                       final=ssb_run['final'])
     state = torch.load(osp.join(work, 'epoch_2.pth'), map_location='cpu',
                        weights_only=False)
     w = state['semantic_scale_balance']['class_weights']
@@ -147,7 +163,8 @@ def test_wrapper_without_anything_that_applies_it_fails_at_start(
 
 
 @pytest.mark.slow
-def test_ssb_checkpoint_tests_without_training_data(tiny_kitti_root,
+def test_ssb_checkpoint_tests_without_training_data(ssb_run,
+                                                    tiny_kitti_root,
                                                     tmp_path):
     """Issue 11, item 7: tools/test.py's Runner.test of an SSB config never
     touches the train dataloader; the checkpoint (plain state dict + the
@@ -155,10 +172,8 @@ def test_ssb_checkpoint_tests_without_training_data(tiny_kitti_root,
     from mmengine.runner import Runner
 
     from mmdet3d.registry import MODELS
-    ckpt_cfg = tiny_cfg(SSB_CFG, str(tmp_path / 'train'), tiny_kitti_root,
-                        epochs=3)
-    train(ckpt_cfg)
-    ckpt = osp.join(str(tmp_path / 'train'), 'epoch_3.pth')
+    ckpt_cfg = ssb_run['cfg']  # trained for 3 epochs
+    ckpt = osp.join(ssb_run['work_dir'], 'epoch_3.pth')
     state = torch.load(ckpt, map_location='cpu', weights_only=False)
     plain = MODELS.build(copy.deepcopy(ckpt_cfg.model))
     plain.load_state_dict(state['state_dict'], strict=True)
