@@ -39,8 +39,15 @@ def test_ap_formats(tmp_path):
     custom.write_text(json.dumps({'m/ap_car': 1, 'm/ap_bus': 2}))
     assert load_per_class_ap(str(custom), ['car', 'bus'],
                              ap_key=r'ap_{cls}$') == {'car': 1.0, 'bus': 2.0}
-    with pytest.raises(EvalResultError, match='every class'):
-        load_per_class_ap(str(custom), ['car', 'truck'])
+    with pytest.raises(EvalResultError) as exc:
+        load_per_class_ap(str(custom), ['car', 'truck'], ap_key=r'ap_{cls}$')
+    assert str(exc.value) == (
+        f"{custom}: --ap-key 'ap_{{cls}}$' matches no key of the classes "
+        "['truck']; cannot find a per-class AP for every class "
+        "['car', 'truck']")
+    with pytest.raises(EvalResultError, match="has neither KITTI nor "
+                       "nuScenes metrics"):
+        load_per_class_ap(str(custom), ['car', 'bus'])
     with pytest.raises(EvalResultError, match='not found'):
         load_per_class_ap(str(tmp_path / 'none.json'), CLASSES)
 
@@ -101,3 +108,34 @@ def test_plots_written(tmp_path):
                          str(tmp_path / 'b.png'))
     assert (tmp_path / 'a.png').read_bytes()[:4] == b'\x89PNG'
     assert (tmp_path / 'b.png').stat().st_size > 1000
+
+
+def test_slice_metric_files_give_the_whole_split(tmp_path):
+    """A SliceMetric metrics JSON: per-slice and dense keys of the same cell
+    must not be averaged in (they match a loose per-class pattern)."""
+    from mmdet3d_equity.evaluation.slice_keys import format_metric_key
+    prefix = 'Kitti metric'
+    metrics = {}
+    for i, c in enumerate(CLASSES):
+        for diff in ('easy', 'moderate', 'hard'):
+            for iou, off in (('strict', 0.0), ('loose', 50.0)):
+                name = f'pred_instances_3d/KITTI/{c}_3D_AP40_{diff}_{iou}'
+                whole = 10.0 * (i + 1) + off + (diff == 'hard')
+                metrics[format_metric_key(prefix, None, 'stock', name)] = \
+                    whole
+                metrics[format_metric_key(prefix, 'fog', 'stock', name)] = 99.
+                metrics[format_metric_key(prefix, None, 'dense', name)] = 77.
+                metrics[format_metric_key(prefix, 'fog', 'dense', name)] = 55.
+    f = tmp_path / 'sliced.json'
+    f.write_text(json.dumps(metrics))
+    assert load_per_class_ap(str(f), CLASSES) == {
+        'Pedestrian': 10.0, 'Cyclist': 20.0, 'Car': 30.0}
+    assert load_per_class_ap(str(f), CLASSES,
+                             metric='3D_AP40_hard_loose') == {
+        'Pedestrian': 61.0, 'Cyclist': 71.0, 'Car': 81.0}
+    with pytest.raises(EvalResultError) as exc:
+        load_per_class_ap(str(f), CLASSES + ['Van'])
+    assert str(exc.value) == (
+        f"{f}: cannot find a per-class AP for every class ['Pedestrian', "
+        "'Cyclist', 'Car', 'Van']: the metrics have none for ['Van'] "
+        "(classes there: ['Car', 'Cyclist', 'Pedestrian'])")

@@ -3,7 +3,7 @@
     python tools/semantic_scale.py CONFIG CHECKPOINT [--out-dir DIR]
         [--max-samples N] [--alpha A] [--min-count K] [--sampling MODE]
         [--level L] [--l2-normalize] [--eval-results FILE] [--ap-key REGEX]
-        [--curve-repeats R] [--keep-augmentation] [--overwrite]
+        [--metric M] [--curve-repeats R] [--keep-augmentation] [--overwrite]
         [--cfg-options k=v ...]
 
 Writes semantic_scale.json, count_vs_scale.png and marginal_effect.png to
@@ -44,7 +44,13 @@ def parse_args(argv=None):
     p.add_argument('--eval-results', help='per-class AP file (JSON {class: '
                    'AP} or the metrics JSON of tools/test.py)')
     p.add_argument('--ap-key', help='regular expression with {cls} that '
-                   'selects the per-class AP keys of --eval-results')
+                   'selects the per-class AP keys of --eval-results (any '
+                   'flat JSON)')
+    p.add_argument('--metric', help='which AP of a tools/test.py metrics '
+                   'JSON: KITTI <3D|BEV|2D>_AP<11|40>_<easy|moderate|hard>_'
+                   '<strict|loose> (default 3D_AP40_moderate_strict), '
+                   'nuScenes AP or AP_dist_<d> (default AP: mean over the '
+                   'distances)')
     p.add_argument('--curve-repeats', type=int, default=3,
                    help='random subsets per size of the marginal curves')
     p.add_argument('--keep-augmentation', action='store_true',
@@ -77,6 +83,7 @@ def main(argv=None):
             min_count=args.min_count, sampling=args.sampling,
             level=args.level, l2_normalize=args.l2_normalize,
             eval_results=args.eval_results, ap_key=args.ap_key,
+            metric=args.metric,
             curve_repeats=args.curve_repeats,
             keep_augmentation=args.keep_augmentation,
             overwrite=args.overwrite, cfg_options=args.cfg_options)

@@ -134,6 +134,7 @@ def measure_semantic_scale(config: str, checkpoint: str,
                            l2_normalize: bool = False,
                            eval_results: Optional[str] = None,
                            ap_key: Optional[str] = None,
+                           metric: Optional[str] = None,
                            curve_repeats: int = 3,
                            keep_augmentation: bool = False,
                            overwrite: bool = False, cfg_options=None,
@@ -184,7 +185,7 @@ def measure_semantic_scale(config: str, checkpoint: str,
     class_names = list(dataset.metainfo['classes'])
     ap = None
     if eval_results is not None:  # read it before the long part
-        ap = load_per_class_ap(eval_results, class_names, ap_key)
+        ap = load_per_class_ap(eval_results, class_names, ap_key, metric)
     if torch.cuda.is_available():
         model = model.cuda()
     model.eval()

@@ -7,12 +7,6 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-# default per-class AP keys in the JSON that mmengine writes after
-# tools/test.py (work_dir/<timestamp>/<timestamp>.json)
-KITTI_AP_KEY = r'(?:^|/)KITTI/{cls}_3D_AP40_moderate_strict$'
-NUS_AP_KEY = r'(?:^|/){cls}_AP_dist_[0-9.]+$'  # mean over the 4 distances
-
-
 class EvalResultError(ValueError):
     """An evaluation result file that cannot be read as per-class AP."""
 
@@ -42,18 +36,25 @@ def _load_json_any(path: str) -> dict:
 
 
 def load_per_class_ap(path: str, class_names: Sequence[str],
-                      ap_key: Optional[str] = None) -> Dict[str, float]:
+                      ap_key: Optional[str] = None,
+                      metric: Optional[str] = None) -> Dict[str, float]:
     """Per-class AP from an evaluation result file.
 
     Accepted formats (first match wins):
 
     1. ``{class_name: AP}`` with every class of the dataset;
-    2. the flat metrics JSON mmengine writes after ``tools/test.py``: with
-       ``ap_key`` (a regular expression containing ``{cls}``, matched with
-       ``re.search``) or, by default, KITTI's
-       ``KITTI/<cls>_3D_AP40_moderate_strict`` or nuScenes' mean of
-       ``<cls>_AP_dist_*``. Several matching keys are averaged.
+    2. with ``ap_key`` (a regular expression containing ``{cls}``, matched
+       with ``re.search``; several matching keys are averaged): any flat
+       JSON object;
+    3. the metrics JSON mmengine writes after ``tools/test.py``, read by the
+       project's one metrics parser
+       (:func:`mmdet3d_equity.evaluation.results.metric_views`): the whole
+       split's stock values of ``metric`` (default KITTI
+       ``3D_AP40_moderate_strict``, nuScenes ``AP``: the mean over the
+       matching distances); SliceMetric's per-slice and dense keys are not
+       mixed in.
     """
+    from ..evaluation.results import ResultsError, metric_views
     if not os.path.isfile(path):
         raise EvalResultError(f'evaluation result file not found: {path!r}')
     obj = _load_json_any(path)
@@ -64,25 +65,38 @@ def load_per_class_ap(path: str, class_names: Sequence[str],
         except (TypeError, ValueError) as e:
             raise EvalResultError(f'{path}: per-class values must be '
                                   f'numbers ({e})') from e
-    patterns = [ap_key] if ap_key else [KITTI_AP_KEY, NUS_AP_KEY]
-    for pat in patterns:
-        if '{cls}' not in pat:
+    if ap_key:
+        if '{cls}' not in ap_key:
             raise EvalResultError(f'--ap-key must contain {{cls}}, got '
-                                  f'{pat!r}')
+                                  f'{ap_key!r}')
         out = {}
         for n in names:
-            rx = re.compile(pat.replace('{cls}', re.escape(n)))
+            rx = re.compile(ap_key.replace('{cls}', re.escape(n)))
             vals = [float(v) for k, v in obj.items() if rx.search(k)
                     and isinstance(v, (int, float))]
             if vals:
                 out[n] = float(np.mean(vals))
-        if len(out) == len(names):
-            return out
-    raise EvalResultError(
-        f'{path}: cannot find a per-class AP for every class {names}. '
-        f'Give a JSON {{"<class>": AP, ...}}, the metrics JSON of '
-        f'tools/test.py (KITTI/nuScenes keys), or --ap-key with a regular '
-        f'expression containing {{cls}}.')
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise EvalResultError(
+                f'{path}: --ap-key {ap_key!r} matches no key of the classes '
+                f'{missing}; cannot find a per-class AP for every class '
+                f'{names}')
+        return out
+    try:
+        view = metric_views(path, obj, metric)['views'][('all', 'stock')]
+    except ResultsError as e:
+        raise EvalResultError(
+            f'{e}. Give a JSON {{"<class>": AP, ...}}, the metrics JSON of '
+            f'tools/test.py (KITTI/nuScenes keys), or --ap-key with a '
+            f'regular expression containing {{cls}}') from e
+    missing = [n for n in names if n not in view['classes']]
+    if missing:
+        raise EvalResultError(
+            f'{path}: cannot find a per-class AP for every class {names}: '
+            f'the metrics have none for {missing} (classes there: '
+            f'{sorted(view["classes"])})')
+    return {n: float(view['classes'][n]) for n in names}
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
