@@ -379,6 +379,29 @@ def test_broken_third_arm_is_refused_before_any_training(
     assert not osp.exists(work / 'baseline')
 
 
+def test_an_override_that_would_not_reach_the_runner_is_refused_up_front(
+        tmp_path):
+    """tools/train.py refuses --cfg-options of a config variable; the
+    benchmark's preflight (which loads every arm's config first) makes the
+    same check before anything trains."""
+    from mmdet3d_equity.evaluation.benchmark.core import load_arm_config
+    from mmdet3d_equity.evaluation.benchmark.spec import (Arm, Spec,
+                                                          SpecError)
+    eq = 'configs/tiny/pointpillars_tiny-kitti-3class_equity.py'
+    arm = Arm('eta', config=eq, cfg_options={'equity_eta': 0.3})
+    spec = Spec(baseline=Arm('baseline', config=KITTI_CFG), arms=[arm])
+    with pytest.raises(SpecError) as exc:
+        load_arm_config(spec, arm)
+    msg = str(exc.value)
+    assert msg.startswith("arm 'eta': ")
+    assert "'equity_eta' is neither a key of this config nor a setting of " \
+        "MMEngine's Runner" in msg
+    assert '--cfg-options custom_hooks.0.loss.eta=...' in msg
+    # the config's own key is accepted
+    arm.cfg_options = {'custom_hooks.0.loss.eta': 0.3}
+    assert load_arm_config(spec, arm).custom_hooks[0].loss.eta == 0.3
+
+
 @pytest.mark.slow
 def test_train_benchmark_resumes_and_refuses_changed_runs(tiny_kitti_root,
                                                           tmp_path):

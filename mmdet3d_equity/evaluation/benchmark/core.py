@@ -36,7 +36,9 @@ def _log(msg: str) -> None:
 def load_arm_config(spec: Spec, arm: Arm):
     from mmdet3d_equity.apis.config import ConfigError, load_config
     try:
-        return load_config(arm.config, merged_options(spec, arm))
+        # runner_options: the check tools/train.py makes, made up front
+        return load_config(arm.config, merged_options(spec, arm),
+                           runner_options=True)
     except ConfigError as e:
         raise SpecError(f'arm {arm.name!r}: {e}') from e
 
