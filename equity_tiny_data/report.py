@@ -141,24 +141,41 @@ def conclusion(phase_a, phase_b, facts) -> List[str]:
                      ' On the confirmation seeds, not used to choose it: ' +
                      say(phase_b, fog_b, chosen, seeds_b))
     fog = fog_b.get('fog')
-    confirmed = fog is not None and chosen and \
-        fog['diff'][chosen]['verdict'] == 'better'
-    no_loss = all(fog_b.get(s) is None or chosen is None or
-                  fog_b[s]['diff'][chosen]['verdict'] != 'worse'
-                  for s in ('day', 'dusk'))
-    if confirmed and no_loss:
-        lines.append(f'- **Verdict: `{chosen}` improves the rare slice '
-                     'beyond noise on seeds that did not choose it, with no '
-                     'loss beyond noise on the common slices.**')
-    else:
-        lines.append(
-            '- **Verdict: no setting shows a rare-slice gain beyond noise '
-            'that holds on the confirmation seeds' +
-            ('' if no_loss else ', and the chosen one loses on a common '
-             'slice') + '.** The aim (a gain on the rare slice beyond '
-            'noise with no loss beyond noise on the common slices) is not '
-            'met on this data.')
+    confirmed = bool(fog is not None and chosen and
+                     fog['diff'][chosen]['verdict'] == 'better')
+    losses = [s for s in ('day', 'dusk') if fog_b.get(s) is not None and
+              chosen and fog_b[s]['diff'][chosen]['verdict'] == 'worse']
+    lines.append(verdict_line(chosen, confirmed, losses))
     return lines
+
+
+def verdict_line(chosen: Optional[str], confirmed: bool,
+                 losses: List[str]) -> str:
+    """The study's verdict: ``confirmed`` when the chosen arm's rare-slice
+    (fog) gain is beyond noise on the confirmation seeds, ``losses`` the
+    common slices where it is worse beyond noise there."""
+    aim = (' The aim (a gain on the rare slice beyond noise with no loss '
+           'beyond noise on the common slices) is not met on this data.')
+    lost = ', '.join(losses)
+    if chosen is None:
+        return ('- **Verdict: no deployable arm was run, so there is nothing '
+                'to confirm.**' + aim)
+    if confirmed and not losses:
+        return (f'- **Verdict: `{chosen}` improves the rare slice beyond '
+                'noise on seeds that did not choose it, with no loss beyond '
+                'noise on the common slices.**')
+    if confirmed:
+        return (f'- **Verdict: `{chosen}` improves the rare slice beyond '
+                'noise on seeds that did not choose it, but loses beyond '
+                f'noise on the common slice(s) {lost}.**' + aim)
+    if losses:
+        return (f'- **Verdict: the rare-slice gain of `{chosen}` does not '
+                'hold beyond noise on the confirmation seeds, and it loses '
+                f'beyond noise on the common slice(s) {lost}.**' + aim)
+    return ('- **Verdict: no setting shows a rare-slice gain beyond noise '
+            'that holds on the confirmation seeds (and no loss beyond noise '
+            f'on the common slices: `{chosen}` is within noise of the '
+            'baseline).**' + aim)
 
 
 def dose_response(phase_a, facts) -> List[List[str]]:

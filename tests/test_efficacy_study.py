@@ -67,8 +67,12 @@ def test_conclusion_follows_the_confirmation_verdicts():
                       'gfl_eta0.1': (1.0, -1, 3, 'within noise')})],
         ['gfl', 'gfl_eta0.1'], [3, 4, 5])
     text = '\n'.join(report.conclusion(sel, not_confirmed, facts))
-    assert ('**Verdict: no setting shows a rare-slice gain beyond noise that '
-            'holds on the confirmation seeds.**') in text
+    aim = (' The aim (a gain on the rare slice beyond noise with no loss '
+           'beyond noise on the common slices) is not met on this data.')
+    assert ('- **Verdict: no setting shows a rare-slice gain beyond noise '
+            'that holds on the confirmation seeds (and no loss beyond noise '
+            'on the common slices: `gfl_eta0.1` is within noise of the '
+            'baseline).**' + aim) in text.splitlines()
     # a confirmed rare gain that costs a common slice is not a success
     costly = _analysis(
         [_row('fog', {'gfl': (0.5, -1, 2, 'within noise'),
@@ -77,7 +81,21 @@ def test_conclusion_follows_the_confirmation_verdicts():
                       'gfl_eta0.1': (-3.0, -4, -2, 'worse')})],
         ['gfl', 'gfl_eta0.1'], [3, 4, 5])
     text = '\n'.join(report.conclusion(sel, costly, facts))
-    assert 'and the chosen one loses on a common slice.**' in text
+    assert ('- **Verdict: `gfl_eta0.1` improves the rare slice beyond noise '
+            'on seeds that did not choose it, but loses beyond noise on the '
+            'common slice(s) day.**' + aim) in text.splitlines()
+    # neither the gain holds nor the common slices are kept
+    both = _analysis(
+        [_row('fog', {'gfl': (0.5, -1, 2, 'within noise'),
+                      'gfl_eta0.1': (1.0, -1, 3, 'within noise')}),
+         _row('dusk', {'gfl': (0.0, -1, 1, 'within noise'),
+                       'gfl_eta0.1': (-3.0, -4, -2, 'worse')})],
+        ['gfl', 'gfl_eta0.1'], [3, 4, 5])
+    text = '\n'.join(report.conclusion(sel, both, facts))
+    assert ('- **Verdict: the rare-slice gain of `gfl_eta0.1` does not hold '
+            'beyond noise on the confirmation seeds, and it loses beyond '
+            'noise on the common slice(s) dusk.**' + aim) in \
+        text.splitlines()
 
 
 def test_weight_ratio_and_oracle_eta(tmp_path):
