@@ -9,6 +9,13 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 
+# mmengine's progress helpers bind ``file=sys.stdout`` when their module is
+# first imported (a default argument). Imported here, under pytest's
+# session-wide capture; first imported inside a test that uses capsys, they
+# would keep writing to that test's stream after pytest closed it.
+import mmengine.utils.progressbar  # noqa: E402,F401
+
+
 def pytest_sessionfinish(session, exitstatus):
     # "no tests ran" (exit code 5) must never pass as success in CI.
     if exitstatus == 5:

@@ -323,3 +323,26 @@ def test_compute_likelihoods_cli_options():
     with pytest.raises(SystemExit):
         tool.parse_args([KITTI_CFG, '--out', 'x.npz', '--score-split',
                          'train'])
+
+
+def test_a_missing_val_split_is_found_before_the_training_split_is_embedded(
+        tiny_kitti_root, tmp_path, monkeypatch):
+    """--score-split val with no val annotations: refused in seconds, before
+    any embedding (nothing in the cache, no output)."""
+    import shutil
+    root = tmp_path / 'kitti'
+    shutil.copytree(tiny_kitti_root, root)
+    (root / 'kitti_infos_val.pkl').unlink()
+    monkeypatch.setenv('EQUITY_TINY_KITTI', str(root))
+    from mmdet3d_equity.scoring import pipeline
+    embedded = []
+    monkeypatch.setattr(pipeline, 'embed_split',
+                        lambda *a, **k: embedded.append(a) or 1 / 0)
+    out = tmp_path / 'out' / f'lik{EXT}'
+    with pytest.raises(ScoringError) as exc:
+        pipeline.compute_likelihoods(KITTI_CFG, str(out), save_scorer=True,
+                                     score_splits=('val', ), **IMG)
+    assert str(exc.value).startswith(
+        f'val annotation file not found: {root}/kitti_infos_val.pkl')
+    assert embedded == []
+    assert not out.exists()

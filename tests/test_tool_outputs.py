@@ -173,3 +173,32 @@ def test_tiny_dataset_follows_the_umask(tiny_kitti_root):
                       ('training/velodyne/000000.bin', 0o666)):
         path = osp.join(tiny_kitti_root, rel)
         assert os.stat(path).st_mode & 0o777 == mode & ~umask, rel
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--eta', '-1'], 'compute_likelihoods: error: --eta/--gamma (the W(p) '
+     'of the CSV weight column and figures): equity_weight: eta must be a '
+     'finite number >= 0, got -1.0\n'),
+    (['--clusterer', 'hdbscan', '--save-scorer'],
+     "compute_likelihoods: error: --save-scorer / --score-split: "
+     "scikit-learn's HDBSCAN cannot place new samples in a fitted "
+     'clustering; use --clusterer kmeans/gmm/dbscan or --likelihood '
+     'density\n'),
+])
+def test_compute_likelihoods_bad_options_open_no_log(tmp_path, capsys, args,
+                                                     message):
+    """Options are checked before the log file is opened: a refused run
+    writes nothing, and an earlier log (rerun with --overwrite) keeps its
+    text."""
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    rc = tool('compute_likelihoods').main(
+        [KITTI_CFG, '--out', str(out_dir / 'lik.npz')] + args)
+    assert rc == 2 and capsys.readouterr().err == message
+    assert os.listdir(out_dir) == []
+    (out_dir / 'lik.log').write_text('earlier run\n')
+    before = snapshot(out_dir)
+    rc = tool('compute_likelihoods').main(
+        [KITTI_CFG, '--out', str(out_dir / 'lik.npz'), '--overwrite'] + args)
+    assert rc == 2 and capsys.readouterr().err == message
+    assert snapshot(out_dir) == before

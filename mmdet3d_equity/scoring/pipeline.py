@@ -295,6 +295,46 @@ def write_csv(record: Mapping, path: str, eta: float, gamma: float) -> None:
 
 
 # ------------------------------------------------------------------ main
+def check_scoring_options(out: str, *, overwrite: bool = False,
+                          figures: bool = True,
+                          cache_dir: Optional[str] = None,
+                          use_cache: bool = True, eta: float = 1.0,
+                          gamma: float = 5.0,
+                          reducer: Optional[Mapping] = DEFAULT_REDUCER,
+                          clusterer: Optional[Mapping] = DEFAULT_CLUSTERER,
+                          likelihood_def: str = DEFAULT_LIKELIHOOD,
+                          save_scorer: bool = False,
+                          score_splits: Sequence[str] = (),
+                          slice_file: Optional[str] = None,
+                          **_) -> Dict[str, str]:
+    """Every check of :func:`compute_likelihoods` that needs no data, made
+    before anything is written (tools/compute_likelihoods.py makes it before
+    it opens its log file): parameters, scorer options, the outputs (none
+    exists unless ``overwrite``). Returns the output paths. Other keyword
+    arguments of compute_likelihoods are accepted and ignored."""
+    from ..models.losses.equity_weight import equity_weight
+    try:  # validates eta / gamma, naming them
+        equity_weight(0.5, eta, gamma)
+    except (TypeError, ValueError) as e:
+        raise ScoringError(f'--eta/--gamma (the W(p) of the CSV weight '
+                           f'column and figures): {e}') from e
+    validate_scoring_params(reducer, clusterer, likelihood_def)
+    extra_outputs = _check_scorer_options(out, clusterer, likelihood_def,
+                                          save_scorer, score_splits,
+                                          slice_file)
+    if cache_dir is None:
+        cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
+    paths = check_outputs(out, overwrite, figures,
+                          cache_dir if use_cache else None)
+    if not overwrite:
+        exists = [p for p in extra_outputs if osp.lexists(p)]
+        if exists:
+            raise OutputExistsError(
+                f'output(s) {exists} already exist; pass --overwrite '
+                '(overwrite=True) to replace them, or choose another --out')
+    return paths
+
+
 def compute_likelihoods(config, out: str, *, embedder: str = 'image',
                         backbone: Optional[Mapping] = None,
                         checkpoint: Optional[str] = None,
@@ -335,24 +375,16 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
     """
     from mmengine.config import Config
     from ..apis.config import ConfigError, load_config
-    from ..models.losses.equity_weight import equity_weight
     logger = logger or get_logger()
     rank, world = dist_info()
-    equity_weight(0.5, eta, gamma)  # validate eta / gamma early
-    validate_scoring_params(reducer, clusterer, likelihood_def)  # fail fast
-    extra_outputs = _check_scorer_options(out, clusterer, likelihood_def,
-                                          save_scorer, score_splits,
-                                          slice_file)
     if cache_dir is None:
         cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
-    paths = check_outputs(out, overwrite, figures,
-                          cache_dir if use_cache else None)
-    if not overwrite:
-        exists = [p for p in extra_outputs if osp.lexists(p)]
-        if exists:
-            raise OutputExistsError(
-                f'output(s) {exists} already exist; pass --overwrite '
-                '(overwrite=True) to replace them, or choose another --out')
+    paths = check_scoring_options(
+        out, overwrite=overwrite, figures=figures, cache_dir=cache_dir,
+        use_cache=use_cache, eta=eta, gamma=gamma, reducer=reducer,
+        clusterer=clusterer, likelihood_def=likelihood_def,
+        save_scorer=save_scorer, score_splits=score_splits,
+        slice_file=slice_file)
     if isinstance(config, Config):
         cfg, config_path = config, getattr(config, 'filename', None)
     else:
@@ -366,11 +398,20 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
         raise ScoringError(f'unknown camera aggregation '
                            f'{camera_aggregation!r}; choose one of '
                            f'{CAMERA_AGGREGATIONS}')
-    from .split_scoring import check_split_names
+    from .split_scoring import EvalSplit, check_split_names
     score_splits = check_split_names(cfg, score_splits)
     split = TrainSplit(cfg, img_prefix=img_prefix, logger=logger)
     logger.info(f'training split: {split.type}, {len(split)} samples '
                 f'(ann_file {split.ann_file}, wrappers {split.wrappers})')
+    # the other splits are read before the long embedding of the training
+    # split, so a problem with them is found in seconds
+    eval_splits = OrderedDict()
+    for name in score_splits:
+        eval_splits[name] = EvalSplit(cfg, name, img_prefix=img_prefix,
+                                      logger=logger)
+        logger.info(f'{name} split: {eval_splits[name].type}, '
+                    f'{len(eval_splits[name])} samples (ann_file '
+                    f'{eval_splits[name].ann_file})')
     emb_model = build_embedder(
         embedder, backbone=backbone, checkpoint=checkpoint,
         input_size=input_size, resize=resize,
@@ -401,11 +442,7 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
     emb = embed_split(split, emb_model, cams, img_prefix, cache_dir,
                       use_cache, logger)
     others = OrderedDict()
-    for name in score_splits:  # every rank embeds its shard
-        from .split_scoring import EvalSplit
-        esplit = EvalSplit(cfg, name, img_prefix=img_prefix, logger=logger)
-        logger.info(f'{name} split: {esplit.type}, {len(esplit)} samples '
-                    f'(ann_file {esplit.ann_file})')
+    for name, esplit in eval_splits.items():  # every rank embeds its shard
         others[name] = (esplit, embed_split(esplit, emb_model, cams,
                                             img_prefix, cache_dir, use_cache,
                                             logger))
