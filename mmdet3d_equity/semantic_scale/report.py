@@ -7,6 +7,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+
 class EvalResultError(ValueError):
     """An evaluation result file that cannot be read as per-class AP."""
 
