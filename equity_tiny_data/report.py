@@ -5,7 +5,6 @@ the page says what the runs say, whatever that is."""
 import datetime
 import os
 import os.path as osp
-import shutil
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
@@ -247,9 +246,9 @@ def plot_dose_response(phase_a, facts, path: str) -> Optional[str]:
 
 def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
                        overwrite: bool = False) -> str:
-    from mmdet3d_equity.fileio import atomic_write_text
-    fig_dir = osp.splitext(doc)[0]
-    os.makedirs(fig_dir, exist_ok=True)
+    from mmdet3d_equity.fileio import (atomic_write_bytes, atomic_write_text,
+                                       check_output_dir)
+    fig_dir = check_output_dir(osp.splitext(doc)[0], 'figure')
     rel = osp.basename(fig_dir)
     figs = OrderedDict()
     for name, analysis in (('selection', phase_a),
@@ -258,7 +257,8 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
             src = (analysis.get('files') or {}).get(f)
             if src and osp.isfile(src):
                 dst = osp.join(fig_dir, f'{name}_{f}')
-                shutil.copyfile(src, dst)
+                with open(src, 'rb') as fh:
+                    atomic_write_bytes(dst, fh.read(), overwrite=True)
                 figs[f'{name}_{f}'] = dst
     dose = plot_dose_response(phase_a, facts,
                               osp.join(fig_dir, 'dose_response.png'))

@@ -264,6 +264,7 @@ def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
     from mmdet3d_equity.fileio import check_output_dir
     from .report import write_efficacy_doc
     check_output_dir(osp.dirname(osp.abspath(doc)) or '.', 'report')
+    check_output_dir(osp.splitext(doc)[0], 'figure')
     check_output_dir(work_dir, 'work')
     if osp.exists(doc) and not overwrite:
         from mmdet3d_equity.fileio import OutputExistsError

@@ -24,7 +24,8 @@ import threading
 from typing import Iterator, Optional
 
 __all__ = [
-    'OutputError', 'OutputExistsError', 'check_output_dir', 'atomic_open',
+    'OutputError', 'OutputExistsError', 'check_output_dir',
+    'check_output_file', 'atomic_open',
     'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
     'atomic_savez', 'atomic_savefig', 'new_file_mode', 'new_dir_mode'
 ]
@@ -82,6 +83,16 @@ def check_output_dir(directory: str, what: str = 'output') -> str:
     os.close(fd)
     os.remove(probe)
     return directory
+
+
+def check_output_file(path: str, overwrite: bool = False,
+                      what: str = 'output') -> str:
+    """Before any work: refuse an existing ``path`` unless ``overwrite``
+    (:class:`OutputExistsError`), and check that its directory can be
+    written (:func:`check_output_dir`). Returns the absolute path."""
+    _refuse_existing(path, overwrite)
+    check_output_dir(osp.dirname(osp.abspath(path)), what)
+    return osp.abspath(path)
 
 
 def _refuse_existing(path: str, overwrite: bool) -> None:

@@ -202,3 +202,22 @@ def test_compute_likelihoods_bad_options_open_no_log(tmp_path, capsys, args,
         [KITTI_CFG, '--out', str(out_dir / 'lik.npz'), '--overwrite'] + args)
     assert rc == 2 and capsys.readouterr().err == message
     assert snapshot(out_dir) == before
+
+
+@pytest.mark.parametrize('name', ['benchmark_scoring', 'benchmark_ssb',
+                                  'benchmark_embedding'])
+def test_benchmark_scripts_refuse_an_existing_json_before_measuring(
+        tmp_path, a_file, capsys, name):
+    existing = tmp_path / 'numbers.json'
+    existing.write_text('earlier numbers\n')
+    rc = exit_code(tool(name).main, ['--json', str(existing)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.endswith(
+        f'error: {existing} already exists; pass --overwrite (overwrite=True)'
+        ' to replace it, or choose another output path\n'), err
+    assert existing.read_text() == 'earlier numbers\n'
+    rc = exit_code(tool(name).main, ['--json', str(a_file / 'n.json')])
+    assert rc == 2
+    assert f'error: the --json path {a_file} exists and is not a ' \
+        'directory; choose another location' in capsys.readouterr().err

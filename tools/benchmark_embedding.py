@@ -95,7 +95,16 @@ def parse_args(argv=None):
                    help='write the images here and keep them (default: a '
                    'temporary folder, removed)')
     p.add_argument('--json', help='also write the numbers to this file')
-    return p.parse_args(argv)
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace an existing --json file')
+    args = p.parse_args(argv)
+    if args.json:  # checked before the measurements
+        from mmdet3d_equity.fileio import OutputError, check_output_file
+        try:
+            check_output_file(args.json, args.overwrite, '--json')
+        except OutputError as e:
+            p.error(str(e))
+    return args
 
 
 # ------------------------------------------------------------- inputs
@@ -405,7 +414,7 @@ def main(argv=None):
         print(f'load average at the end: {out["load_average_end"][0]:.1f}')
         if args.json:
             from mmdet3d_equity.fileio import atomic_write_json
-            atomic_write_json(args.json, out, overwrite=True)
+            atomic_write_json(args.json, out, overwrite=args.overwrite)
         return out
     finally:
         if not args.keep_dir:

@@ -152,11 +152,11 @@ def main(argv=None):
                     help='replace an existing --json file')
     args = ap.parse_args(argv)
     if args.json:
-        from mmdet3d_equity.fileio import check_output_dir
-        if osp.exists(args.json) and not args.overwrite:
-            ap.error(f'--json {args.json} already exists; pass --overwrite '
-                     'to replace it')
-        check_output_dir(osp.dirname(osp.abspath(args.json)))
+        from mmdet3d_equity.fileio import OutputError, check_output_file
+        try:
+            check_output_file(args.json, args.overwrite, '--json')
+        except OutputError as e:
+            ap.error(str(e))
     if args.quick:
         args.num_samples, args.dim, args.rare_size = 3000, 256, 20
     x, is_rare = make_synthetic_embeddings(

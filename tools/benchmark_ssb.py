@@ -4,7 +4,7 @@ and the time of one class-scale update at a realistic size.
     python tools/benchmark_ssb.py [--config CFG] [--iters N] [--batch-size B]
         [--interval K] [--rounds R] [--cfg-options k=v ...]
         [--update-shape C M D] [--update-repeats R] [--push-size K]
-        [--update-only] [--json FILE]
+        [--update-only] [--json FILE [--overwrite]]
 
 Builds the detector of a config (default: the tiny CPU PointPillars,
 configs/tiny/pointpillars_tiny-kitti-3class_ssb.py), wraps its head's
@@ -67,7 +67,16 @@ def parse_args(argv=None):
     p.add_argument('--update-only', action='store_true',
                    help='skip the training-iteration benchmark')
     p.add_argument('--json', help='also write the numbers to this file')
-    return p.parse_args(argv)
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace an existing --json file')
+    args = p.parse_args(argv)
+    if args.json:  # checked before the measurements
+        from mmdet3d_equity.fileio import OutputError, check_output_file
+        try:
+            check_output_file(args.json, args.overwrite, '--json')
+        except OutputError as e:
+            p.error(str(e))
+    return args
 
 
 def _stats(values):
@@ -202,7 +211,7 @@ def main(argv=None):
         out.update(benchmark_iterations(args))
     if args.json:
         from mmdet3d_equity.fileio import atomic_write_json
-        atomic_write_json(args.json, out, overwrite=True)
+        atomic_write_json(args.json, out, overwrite=args.overwrite)
     return out
 
 
