@@ -508,3 +508,16 @@ def test_a_run_interrupted_while_training_is_trained_again(tmp_path):
                           ('trained', ['test'])):
         run._write(status)
         assert _Job(run, {}).steps == steps, status
+
+
+def test_the_committed_spec_file_loads_with_every_arm():
+    from mmdet3d_equity.evaluation.benchmark.core import load_arm_config
+    from mmdet3d_equity.evaluation.benchmark.spec import load_spec_file
+    spec = load_spec_file(osp.join(REPO, 'configs', 'benchmarks',
+                                   'tiny_kitti_equity.py'))
+    assert [a.name for a in spec.all_arms] == ['baseline', 'gfl', 'gfl_norm',
+                                               'gfl_eta0.3']
+    cfgs = {a.name: load_arm_config(spec, a) for a in spec.all_arms}
+    assert cfgs['gfl_norm'].custom_hooks[0].loss.normalisation == 'dataset'
+    assert cfgs['gfl_eta0.3'].custom_hooks[0].loss.eta == 0.3
+    assert not cfgs['baseline'].get('custom_hooks')
