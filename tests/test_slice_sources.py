@@ -201,7 +201,13 @@ def test_likelihood_slices(tmp_path):
                       'p_common': {'4', '5'}}
     assert 'p < 0.25' in src.describe()
     train = _likelihood_file(str(tmp_path / 'train.npz'), 'train', ids, p)
-    with pytest.raises(SliceError, match='scores the training split'):
+    with pytest.raises(SliceError) as exc:
         LikelihoodSlices(train).load()
+    assert str(exc.value) == (
+        f'likelihood file {train} scores the training split; likelihood '
+        'slices need the evaluated split scored against the training '
+        'clustering (tools/score_split.py CONFIG --scorer '
+        '<train>_scorer.npz --split val --out <stem>_val.npz, or '
+        'compute_likelihoods.py --save-scorer --score-split val)')
     with pytest.raises(SliceError, match='needs 3 names'):
         LikelihoodSlices(f, names=['a', 'b'])

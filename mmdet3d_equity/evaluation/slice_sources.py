@@ -359,7 +359,9 @@ class LikelihoodSlices:
                 f'likelihood file {self.path} scores the training split; '
                 'likelihood slices need the evaluated split scored against '
                 'the training clustering (tools/score_split.py CONFIG '
-                '--scorer <train>_scorer.npz --split val)')
+                '--scorer <train>_scorer.npz --split val --out '
+                '<stem>_val.npz, or compute_likelihoods.py --save-scorer '
+                '--score-split val)')
         bins, t = likelihood_bins(record['likelihood'], self.thresholds,
                                   self.quantiles)
         self.used_thresholds = t
