@@ -92,6 +92,7 @@ def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
               str(size['val_fraction']), '--rare-fraction',
               str(size['rare_fraction']), '--val-rare-fraction',
               str(size['val_rare_fraction']), '--quiet'], env)
+    check_study_data(data_root, size)
     lik = osp.join(data_root, 'equity_likelihoods.npz')
     if not osp.isfile(osp.join(data_root, 'equity_likelihoods_val.npz')):
         _run([py, 'tools/compute_likelihoods.py', SCORED_CFG, '--out',
@@ -105,6 +106,39 @@ def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
     return dict(likelihoods=lik, oracle=oracle,
                 val_likelihoods=osp.join(data_root,
                                          'equity_likelihoods_val.npz'))
+
+
+class StudyDataError(ValueError):
+    """An existing study data root that does not fit the study's size."""
+
+
+def check_study_data(data_root: str, size: Dict) -> None:
+    """Refuse a data root generated with another size than ``size`` (the
+    study reuses existing data): frame count, val split and rare frames per
+    split must be what the generator makes for ``size``."""
+    from ._common import RARE_MODE
+    from .oracle import read_frame_modes
+    fm = read_frame_modes(data_root)
+    n = int(size['frames'])
+    n_val = max(1, int(round(size['val_fraction'] * n)))
+    want = dict(frames=n, val=n_val)
+    have = dict(frames=len(fm['modes']),
+                val=sum(1 for s in fm['split'].values() if s == 'val'))
+    for split, share, count in (
+            ('train', size['rare_fraction'], n - n_val),
+            ('val', size['val_rare_fraction'], n_val)):
+        want[f'{split} {RARE_MODE}'] = (
+            0 if share == 0 else max(1, int(round(share * count))))
+        have[f'{split} {RARE_MODE}'] = sum(
+            1 for sid, s in fm['split'].items()
+            if s == split and fm['modes'][sid] == RARE_MODE)
+    diff = [f'{k}: {have[k]} (this size needs {want[k]})' for k in want
+            if have[k] != want[k]]
+    if diff:
+        raise StudyDataError(
+            f'{data_root} holds a dataset generated with another size ('
+            + '; '.join(diff) + '); delete it to regenerate it, or pass '
+            'another --data-root')
 
 
 def mode_likelihoods(data_root: str, path: str, split: str) -> Dict:

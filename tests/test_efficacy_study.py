@@ -184,3 +184,27 @@ def test_reduced_study_end_to_end(tmp_path):
                              '--work-dir', str(tmp_path / 'work'), '--doc',
                              doc])
     assert exc.value.code == 2
+
+
+def test_data_of_another_size_is_refused(tmp_path):
+    """The study reuses an existing data root: one generated with another
+    size must not be used silently."""
+    import json
+    size = dict(study.REDUCED, frames=12, val_fraction=1 / 3,
+                rare_fraction=0.125, val_rare_fraction=0.5)
+    # 8 train frames (1 fog), 4 val frames (2 fog): what this size makes
+    modes = {str(i): m for i, m in enumerate(
+        ['fog'] + ['day'] * 7 + ['fog'] * 2 + ['dusk', 'day'])}
+    split = {str(i): 'train' if i < 8 else 'val' for i in range(12)}
+    with open(tmp_path / 'frame_modes.json', 'w') as f:
+        json.dump(dict(modes=modes, split=split, rare_mode='fog',
+                       dataset='kitti'), f)
+    study.check_study_data(str(tmp_path), size)  # matches: no error
+    with pytest.raises(study.StudyDataError) as exc:
+        study.check_study_data(str(tmp_path), dict(size, frames=24,
+                                                   val_rare_fraction=0.25))
+    assert str(exc.value) == (
+        f'{tmp_path} holds a dataset generated with another size (frames: '
+        '12 (this size needs 24); val: 4 (this size needs 8); train fog: 1 '
+        '(this size needs 2)); delete it to regenerate it, or pass another '
+        '--data-root')

@@ -48,7 +48,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from equity_tiny_data.study import FULL, REDUCED, run_study
+    from equity_tiny_data.study import (FULL, REDUCED, StudyDataError,
+                                        run_study)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
     from mmdet3d_equity.evaluation.results import ResultsError
     try:
@@ -56,7 +57,7 @@ def main(argv=None):
                          osp.abspath(args.work_dir), args.doc,
                          REDUCED if args.reduced else FULL, jobs=args.jobs,
                          overwrite=args.overwrite)
-    except TOOL_ERRORS + (ResultsError, ) as e:
+    except TOOL_ERRORS + (ResultsError, StudyDataError) as e:
         sys.exit(report_error('efficacy_study.py', e))
 
 
