@@ -94,16 +94,11 @@ def parse_args(argv=None):
     p.add_argument('--keep-dir', default=None,
                    help='write the images here and keep them (default: a '
                    'temporary folder, removed)')
-    p.add_argument('--json', help='also write the numbers to this file')
-    p.add_argument('--overwrite', action='store_true',
-                   help='replace an existing --json file')
+    from mmdet3d_equity.apis.errors import (add_json_output,
+                                            check_json_output)
+    add_json_output(p)
     args = p.parse_args(argv)
-    if args.json:  # checked before the measurements
-        from mmdet3d_equity.fileio import OutputError, check_output_file
-        try:
-            check_output_file(args.json, args.overwrite, '--json')
-        except OutputError as e:
-            p.error(str(e))
+    check_json_output(p, args)  # before the measurements
     return args
 
 

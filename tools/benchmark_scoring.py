@@ -147,16 +147,10 @@ def main(argv=None):
     ap.add_argument('--quick', action='store_true',
                     help='small problem (3,000 x 256, rare size 20)')
     ap.add_argument('--skip-reference', action='store_true')
-    ap.add_argument('--json', help='also write the numbers to this JSON file')
-    ap.add_argument('--overwrite', action='store_true',
-                    help='replace an existing --json file')
+    from mmdet3d_equity.apis.errors import add_json_output, check_json_output
+    add_json_output(ap)
     args = ap.parse_args(argv)
-    if args.json:
-        from mmdet3d_equity.fileio import OutputError, check_output_file
-        try:
-            check_output_file(args.json, args.overwrite, '--json')
-        except OutputError as e:
-            ap.error(str(e))
+    check_json_output(ap, args)  # before the measurements
     if args.quick:
         args.num_samples, args.dim, args.rare_size = 3000, 256, 20
     x, is_rare = make_synthetic_embeddings(

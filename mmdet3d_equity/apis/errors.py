@@ -20,3 +20,23 @@ def report_error(tool: str, error: BaseException) -> int:
     import sys
     print(f'{tool}: error: {error}', file=sys.stderr, flush=True)
     return 2
+
+
+def add_json_output(parser) -> None:
+    """``--json FILE`` and ``--overwrite`` of the benchmark scripts."""
+    parser.add_argument('--json', help='also write the numbers to this '
+                        'JSON file')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing --json file')
+
+
+def check_json_output(parser, args) -> None:
+    """Before any measurement: an existing ``--json`` file is refused
+    unless ``--overwrite``, and its folder must be writable (a parser
+    error naming the problem)."""
+    if args.json:
+        from ..fileio import OutputError, check_output_file
+        try:
+            check_output_file(args.json, args.overwrite, '--json')
+        except OutputError as e:
+            parser.error(str(e))
