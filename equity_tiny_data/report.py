@@ -8,6 +8,9 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
+from mmdet3d_equity.evaluation.benchmark.report import \
+    markdown_table as _table
+
 SLICE_ORDER = ('fog', 'dusk', 'day', 'p_rare', 'p_medium', 'p_common',
                'all')
 CLASSES = ('Car', 'Pedestrian', 'Cyclist')
@@ -23,12 +26,13 @@ def _arm_names(analysis) -> List[str]:
     return [s['baseline']['name']] + [a['name'] for a in s['arms']]
 
 
-def _pm(sp) -> str:
+def _pm(sp, digits: int = 1, missing: str = 'missing') -> str:
+    """mean ± std over seeds (the mean alone for one seed)."""
     if not sp or sp.get('mean') is None:
-        return 'missing'
+        return missing
     if sp.get('std') is None:
-        return f"{sp['mean']:.1f}"
-    return f"{sp['mean']:.1f} ± {sp['std']:.1f}"
+        return f"{sp['mean']:.{digits}f}"
+    return f"{sp['mean']:.{digits}f} ± {sp['std']:.{digits}f}"
 
 
 def _d(d) -> str:
@@ -38,13 +42,6 @@ def _d(d) -> str:
         return f"{d['mean']:+.1f} (n/a)"
     return (f"{d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}] "
             f"**{d['verdict']}**")
-
-
-def _table(header, body) -> str:
-    out = ['| ' + ' | '.join(header) + ' |',
-           '|' + '|'.join(['---'] * len(header)) + '|']
-    out += ['| ' + ' | '.join(str(c) for c in line) + ' |' for line in body]
-    return '\n'.join(out)
 
 
 def _slices(analysis, variant='dense') -> List[str]:
@@ -373,8 +370,8 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
                   'baseline run of the same seed (two jobs shared the '
                   'machine, so the ratio is the comparable number).', '',
                   _table(['arm', 's/iter', 'ratio'],
-                         [[a, _pm3(c['seconds_per_iter']),
-                           _pm3(c['ratio_to_baseline'])]
+                         [[a, _pm(c['seconds_per_iter'], 3, '—'),
+                           _pm(c['ratio_to_baseline'], 3, '—')]
                           for a, c in cost.items()]), '']
     lines += ['## Reproduce', '',
               '```bash',
@@ -387,14 +384,6 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
               f"CSV/JSON): `{facts['work_dir']}/selection/report.md` and "
               f"`{facts['work_dir']}/confirmation/report.md`.", '']
     return atomic_write_text(doc, '\n'.join(lines), overwrite=overwrite)
-
-
-def _pm3(sp) -> str:
-    if not sp or sp.get('mean') is None:
-        return '—'
-    if sp.get('std') is None:
-        return f"{sp['mean']:.3f}"
-    return f"{sp['mean']:.3f} ± {sp['std']:.3f}"
 
 
 def demo_summary(analysis: Dict, train_modes: Dict, arms: List[Dict],

@@ -292,6 +292,17 @@ def choose_arm(analysis: Dict, arms: List[Dict]) -> Optional[str]:
 # --------------------------------------------------------------------------
 # the whole study
 # --------------------------------------------------------------------------
+def _data_and_arms(data_root: str, size: Dict):
+    """The data and likelihood files (made or checked), the method arms
+    and the number of training frames."""
+    from .oracle import read_frame_modes
+    env = dict(os.environ, EQUITY_TINY_KITTI=data_root)
+    files = prepare_data(data_root, size, env)
+    planted = read_frame_modes(data_root)
+    train_frames = sum(1 for s in planted['split'].values() if s == 'train')
+    return files, build_arms(data_root, size, files), train_frames
+
+
 def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
               jobs: int = 2, overwrite: bool = False) -> Dict:
     from mmdet3d_equity.evaluation.benchmark import run_benchmark
@@ -305,12 +316,7 @@ def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
         raise OutputExistsError(f'{doc} already exists; pass --overwrite to '
                                 'replace it (finished runs are reused)')
     t0 = time.time()
-    env = dict(os.environ, EQUITY_TINY_KITTI=data_root)
-    files = prepare_data(data_root, size, env)
-    from .oracle import read_frame_modes
-    planted = read_frame_modes(data_root)
-    train_frames = sum(1 for s in planted['split'].values() if s == 'train')
-    arms = build_arms(data_root, size, files)
+    files, arms, train_frames = _data_and_arms(data_root, size)
     runs_dir = osp.join(work_dir, 'runs')
     _log(f'selection phase: {1 + len(arms)} arms x seeds '
          f'{size["select_seeds"]}')
@@ -352,14 +358,9 @@ def run_demo(data_root: str, work_dir: str, size: Dict = DEMO,
     ``<work_dir>/summary.md``). Finished runs are reused."""
     from mmdet3d_equity.evaluation.benchmark import run_benchmark
     from mmdet3d_equity.fileio import atomic_write_text
-    from .oracle import read_frame_modes
     from .report import demo_summary
     t0 = time.time()
-    env = dict(os.environ, EQUITY_TINY_KITTI=data_root)
-    files = prepare_data(data_root, size, env)
-    planted = read_frame_modes(data_root)
-    train_frames = sum(1 for s in planted['split'].values() if s == 'train')
-    arms = build_arms(data_root, size, files)
+    files, arms, train_frames = _data_and_arms(data_root, size)
     spec = make_spec(data_root, size, files, size['select_seeds'], arms,
                      train_frames)
     analysis = run_benchmark(spec, osp.join(work_dir, 'runs'),

@@ -82,11 +82,15 @@ def _delta(d: Dict, digits: int) -> str:
             f"{d['ci_high']:+.{digits}f}] {d['verdict']}")
 
 
-def _table(header: List[str], lines: List[List[str]]) -> str:
-    out = ['| ' + ' | '.join(header) + ' |',
+def markdown_table(header: List[str], lines: List[List]) -> str:
+    """A Markdown table (cells converted with str)."""
+    out = ['| ' + ' | '.join(str(c) for c in header) + ' |',
            '|' + '|'.join(['---'] * len(header)) + '|']
-    out += ['| ' + ' | '.join(line) + ' |' for line in lines]
+    out += ['| ' + ' | '.join(str(c) for c in line) + ' |' for line in lines]
     return '\n'.join(out)
+
+
+_table = markdown_table
 
 
 def _primary(analysis) -> List[Dict]:
