@@ -145,3 +145,11 @@ def test_class_groups_rules(tiny_nus_root, tmp_path):
                      ('lt4d', 'groups must be')]:
         with pytest.raises(SliceError, match=msg):
             build_class_groups(bad)
+    # no default thresholds: a counts group without them is refused
+    with pytest.raises(SliceError) as exc:
+        build_class_groups(dict(type='counts', ann_file=ann, many=50))
+    assert str(exc.value) == (
+        "groups=dict(type='counts', ann_file=TRAIN_INFOS, many=N, few=M) "
+        "needs all three keys; got keys ['ann_file', 'many'] (missing "
+        "['few']). Choose the thresholds for your data, e.g. many=50000, "
+        'few=5000 on nuScenes trainval (tens on a tiny dataset)')

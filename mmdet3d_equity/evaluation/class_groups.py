@@ -11,10 +11,12 @@ they have. Three ways to define the groups (``groups=`` of SliceMetric):
     standard 10 classes this gives Many = car, truck, pedestrian,
     traffic_cone, barrier; Medium = trailer, bus, construction_vehicle,
     bicycle, motorcycle; Few = none.
-``dict(type='counts', ann_file=..., many=50000, few=5000)``
+``dict(type='counts', ann_file=..., many=N, few=M)``
     from the training-set object counts of an info file: a class with at
     least ``many`` objects is Many, fewer than ``few`` is Few, the rest
-    Medium. Choose the thresholds for your data (on a tiny dataset, tens).
+    Medium. Both thresholds are required (no default): choose them for
+    your data (e.g. 50000 / 5000 on nuScenes trainval, tens on a tiny
+    dataset).
 ``dict(Many=[...], Medium=[...], Few=[...])``
     explicit lists.
 
@@ -99,13 +101,18 @@ def build_class_groups(cfg) -> Optional['OrderedDict[str, List[str]]']:
             raise SliceError(f"unknown class-group type {kind!r}; use "
                              "'counts' (or groups='lt3d', or explicit lists)")
         unknown = sorted(set(cfg) - {'ann_file', 'many', 'few'})
-        if unknown or 'ann_file' not in cfg:
+        missing = sorted({'ann_file', 'many', 'few'} - set(cfg))
+        if unknown or missing:
+            # no default thresholds: what makes a class 'Few' depends on
+            # the dataset's size, so the config states it
             raise SliceError(
                 "groups=dict(type='counts', ann_file=TRAIN_INFOS, many=N, "
-                f'few=M); got keys {sorted(cfg)}')
+                f'few=M) needs all three keys; got keys {sorted(cfg)}'
+                + (f' (missing {missing})' if missing else '') +
+                '. Choose the thresholds for your data, e.g. many=50000, '
+                'few=5000 on nuScenes trainval (tens on a tiny dataset)')
         return groups_from_counts(count_training_objects(cfg['ann_file']),
-                                  cfg.get('many', 50000),
-                                  cfg.get('few', 5000))
+                                  cfg['many'], cfg['few'])
     groups = OrderedDict()
     for g, classes in cfg.items():
         if not isinstance(classes, (list, tuple)) or not all(
