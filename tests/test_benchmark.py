@@ -514,7 +514,7 @@ def test_the_committed_spec_file_loads_with_every_arm():
     from mmdet3d_equity.evaluation.benchmark.core import load_arm_config
     from mmdet3d_equity.evaluation.benchmark.spec import load_spec_file
     spec = load_spec_file(osp.join(REPO, 'configs', 'benchmarks',
-                                   'tiny_kitti_equity.py'))
+                                   'tiny-kitti_baseline-vs-gfl.py'))
     assert [a.name for a in spec.all_arms] == ['baseline', 'gfl', 'gfl_norm',
                                                'gfl_eta0.3']
     cfgs = {a.name: load_arm_config(spec, a) for a in spec.all_arms}

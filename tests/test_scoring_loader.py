@@ -166,6 +166,7 @@ print('ok')
 """
 
 
+@pytest.mark.slow
 def test_workers_forked_after_opencv_threads_do_not_hang(tmp_path):
     """A worker forked while OpenCV's thread pool exists in the main
     process (e.g. thumbnails of an earlier run) used to wait forever."""
@@ -180,6 +181,7 @@ def test_workers_forked_after_opencv_threads_do_not_hang(tmp_path):
 
 
 # ------------------------------------------------ workers / batch size
+@pytest.mark.slow
 def test_workers_and_batch_size_do_not_change_the_likelihood_file(
         kitti_env, tmp_path):
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
@@ -200,6 +202,7 @@ def test_workers_and_batch_size_do_not_change_the_likelihood_file(
     np.testing.assert_array_equal(embs[0], embs[2])
 
 
+@pytest.mark.slow
 def test_detector_embedder_workers_give_identical_embeddings(split,
                                                              tmp_path):
     from mmdet3d_equity.scoring.pipeline import build_embedder, embed_split

@@ -8,7 +8,8 @@
         [--work-dir DIR] [--out-dir DIR] [--jobs N] [--rerun] [--overwrite]
 
     # or a spec file (arms with their own cfg_options, env, primary rows)
-    python tools/benchmark.py --spec configs/benchmarks/tiny_kitti_equity.py [--seeds ...]
+    python tools/benchmark.py \
+        --spec configs/benchmarks/tiny-kitti_baseline-vs-gfl.py [--seeds ...]
 
 Checks every arm before training anything, trains and tests each (arm, seed)
 without a finished run (finished runs are reused: an interrupted benchmark
