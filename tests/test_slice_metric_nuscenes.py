@@ -153,3 +153,29 @@ def test_class_groups_rules(tiny_nus_root, tmp_path):
         "needs all three keys; got keys ['ann_file', 'many'] (missing "
         "['few']). Choose the thresholds for your data, e.g. many=50000, "
         'few=5000 on nuScenes trainval (tens on a tiny dataset)')
+
+
+def test_the_whole_split_is_evaluated_once_without_groups(tiny_nus_root,
+                                                          monkeypatch):
+    """Without class groups, the whole split's values are the wrapped
+    metric's: the devkit evaluation runs once for it, plus once per slice."""
+    import mmdet3d_equity  # noqa: F401
+    from nuscenes.eval.detection.evaluate import DetectionEval
+    root = tiny_nus_root
+    ds = build_val_dataset('nuscenes', root + '/')
+    results = gt_predictions(ds, 'noisy', seed=2)
+    m = _metric(dict(
+        type='SliceMetric',
+        metric=dict(type='NuScenesMetric', data_root=root,
+                    ann_file=osp.join(root, 'nuscenes_infos_val.pkl')),
+        slices=[dict(type='SceneDescriptionSlices', data_root=root,
+                     version='v1.0-mini', prefix='scene_')]))
+    calls = []
+    evaluate = DetectionEval.evaluate
+    monkeypatch.setattr(DetectionEval, 'evaluate',
+                        lambda self: calls.append(1) or evaluate(self))
+    m.results = copy.deepcopy(results)
+    metrics = m.evaluate(len(results))
+    nonempty = [n for n in m.slices
+                if metrics[f'{PREFIX}/@{n}:count/num_samples'] > 0]
+    assert nonempty and len(calls) == 1 + len(nonempty)
