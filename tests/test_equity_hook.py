@@ -205,17 +205,24 @@ def test_missing_likelihood_is_an_error_and_weights_come_from_the_hook():
 
 
 def test_bad_loss_configs_are_refused():
-    with pytest.raises(ValueError, match='eta'):
-        EquityHook(loss=dict(type='GeneralizedFocalLoss', eta=-1))
-    with pytest.raises(ValueError, match='gamma'):
-        EquityHook(loss=dict(type='GeneralizedFocalLoss', gamma=float('nan')))
-    with pytest.raises(ValueError, match='normalisation'):
-        EquityHook(loss=dict(type='GeneralizedFocalLoss',
-                             normalisation='batch'))
-    with pytest.raises(ValueError, match='terms'):
-        EquityHook(loss=dict(type='GeneralizedFocalLoss', terms='cls'))
-    with pytest.raises(TypeError, match='GeneralizedFocalLoss'):
+    for kw, message in [
+            (dict(eta=-1),
+             'GeneralizedFocalLoss: eta must be a finite number >= 0, got -1'),
+            (dict(gamma=float('nan')), 'GeneralizedFocalLoss: gamma must be '
+             'a finite number >= 0, got nan'),
+            (dict(normalisation='batch'), 'GeneralizedFocalLoss.normalisation'
+             " must be one of ('none', 'dataset'), got 'batch'"),
+            (dict(terms='cls'), "GeneralizedFocalLoss.terms must be 'all' or "
+             "a list of term names, got 'cls'")]:
+        with pytest.raises(ValueError) as exc:
+            EquityHook(loss=dict(type='GeneralizedFocalLoss', **kw))
+        assert str(exc.value) == message
+    with pytest.raises(TypeError) as exc:
         EquityHook(loss=dict(type='mmdet.QualityFocalLoss'))
+    assert str(exc.value) == (
+        'EquityHook.loss must build a GeneralizedFocalLoss (mmdet3d_equity), '
+        "got QualityFocalLoss; note that mmdet's QualityFocalLoss ('GFL' in "
+        'mmdet) is unrelated')
     model = build_tiny_detector()
     hook = EquityHook(loss=dict(type='GeneralizedFocalLoss',
                                 terms=['heatmap']))

@@ -32,19 +32,27 @@ def test_equity_weight_array_and_tensor_agree():
     np.testing.assert_allclose(w_t.numpy(), w_np, rtol=1e-12)
 
 
-@pytest.mark.parametrize('bad', [np.nan, -0.1, 1.5])
-def test_equity_weight_rejects_bad_likelihood(bad):
+@pytest.mark.parametrize('bad,message', [
+    (np.nan, 'equity_weight: p contains NaN or inf'),
+    (-0.1, 'equity_weight: likelihoods p must lie in [0, 1]'),
+    (1.5, 'equity_weight: likelihoods p must lie in [0, 1]')])
+def test_equity_weight_rejects_bad_likelihood(bad, message):
     from mmdet3d_equity import equity_weight
-    with pytest.raises(ValueError, match='p'):
+    with pytest.raises(ValueError) as exc:
         equity_weight(np.array([0.2, bad]))
+    assert str(exc.value) == message
 
 
 def test_equity_weight_rejects_bad_params():
     from mmdet3d_equity import equity_weight
-    with pytest.raises(ValueError, match='eta'):
+    with pytest.raises(ValueError) as exc:
         equity_weight(0.5, eta=-1)
-    with pytest.raises(ValueError, match='gamma'):
+    assert str(exc.value) == \
+        'equity_weight: eta must be a finite number >= 0, got -1'
+    with pytest.raises(ValueError) as exc:
         equity_weight(0.5, gamma=float('nan'))
+    assert str(exc.value) == \
+        'equity_weight: gamma must be a finite number >= 0, got nan'
 
 
 def test_custom_imports_registers_everything_in_mmdet3d_registries():
