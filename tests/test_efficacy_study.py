@@ -224,3 +224,37 @@ def test_data_of_another_size_is_refused(tmp_path):
         '12 (this size needs 24); val: 4 (this size needs 8); train fog: 1 '
         '(this size needs 2)); delete it to regenerate it, or pass another '
         '--data-root')
+
+
+def test_why_section_reads_the_arms_against_each_other():
+    arms = [dict(name=n, deployable=n != 'oracle', description=n)
+            for n in ('gfl', 'gfl_norm', 'oracle', 'gfl_eta0.1')]
+    gains = {'gfl': (1.0, -1, 3), 'gfl_norm': (-2.0, -5, 1),
+             'oracle': (4.0, 1, 7), 'gfl_eta0.1': (3.0, 0, 6)}
+    row = _row('fog', {a: (m, lo, hi, 'within noise')
+                       for a, (m, lo, hi) in gains.items()})
+    stds = {'gfl': 2.0, 'gfl_norm': 4.0, 'oracle': 1.0, 'gfl_eta0.1': 3.0}
+    for a, sd in stds.items():
+        row['diff'][a]['std'] = sd
+    a = _analysis([row], list(gains), [0, 1, 2])
+    ratio = {'gfl': 1.27, 'gfl_norm': 1.27, 'oracle': 1.9, 'gfl_eta0.1': 3.5}
+    a['weights'] = {n: dict(slices=dict(
+        fog=dict(weight_per_sample_ratio=r), day=dict(
+            weight_per_sample_ratio=1.0))) for n, r in ratio.items()}
+    facts = dict(arms=arms, train_modes=dict(fog=dict(median=0.229)),
+                 oracle_modes=dict(fog=dict(median=0.2)))
+    text = '\n'.join(report.why_section(a, facts))
+    assert ('a fog frame weighs 1.27 times a day frame (oracle: 1.90). Fog '
+            'gain: `gfl` +1.0 [-1.0, +3.0] **within noise**, `oracle` +4.0 '
+            '[+1.0, +7.0] **within noise**.') in text
+    assert '`gfl_norm` -2.0 [-5.0, +1.0] **within noise**.' in text
+    # Spearman of (1.27, 1.27, 1.9, 3.5) against (1, -2, 4, 3): Pearson of
+    # the ranks (1.5, 1.5, 3, 4) and (2, 1, 4, 3) = 3.5 / sqrt(4.5 * 5)
+    assert 'Over the 4 weighted arms, the fog gain against the fog/day ' \
+        f'weight ratio has Spearman rho +{3.5 / (4.5 * 5) ** 0.5:.2f}' in text
+    assert 'the largest ratio (3.50, `gfl_eta0.1`) gains +3.0' in text
+    # median sd of (1, 2, 3, 4) as the report takes it: sorted[2] = 3.0;
+    # t(2, 0.975) = 4.3027 -> 4.3027 * 3 / sqrt(3) = 7.45
+    assert 'median standard deviation of 3.0 points over 3 seeds, so an ' \
+        'interval excludes 0 only for a mean gain above about t(2) x sd / ' \
+        'sqrt(3) = 7.5 points.' in text
