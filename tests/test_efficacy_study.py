@@ -61,6 +61,16 @@ def test_conclusion_follows_the_confirmation_verdicts():
             'on seeds that did not choose it, with no loss beyond noise on '
             'the common slices.**') in text
     assert 'seeds [3, 4, 5]' in text and 'seeds [0, 1, 2]' in text
+    # the published setting is tested on the selection seeds; its
+    # confirmation line appears only when it was re-run
+    only_chosen = _analysis(confirmed['rows'], ['gfl_eta0.1'], [3, 4, 5])
+    first = report.conclusion(sel, only_chosen, facts)[0]
+    assert first == (
+        '- Published setting (GFL, eta 1, gamma 5; fixed before the runs, '
+        'so the selection seeds test it): `gfl` vs baseline, Car dense AP, '
+        'seeds [0, 1, 2]: fog +1.0 [-2.0, +4.0] **within noise**.')
+    assert ' Confirmation: `gfl`' in report.conclusion(sel, confirmed,
+                                                        facts)[0]
     # a chosen arm that does not hold on the confirmation seeds
     not_confirmed = _analysis(
         [_row('fog', {'gfl': (0.5, -1, 2, 'within noise'),
