@@ -239,13 +239,17 @@ def why_section(phase_a, facts) -> List[str]:
             a['name']) for a in facts['arms']]
     pts = [(r, g, n) for r, g, n in pts if r is not None and g is not None]
     if len(pts) >= 3:
-        rho = st.spearmanr([p[0] for p in pts], [p[1] for p in pts])
         top = max(pts)
+        if len({p[0] for p in pts}) < 2 or len({p[1] for p in pts}) < 2:
+            trend = 'shows no variation to correlate'
+        else:
+            rho = st.spearmanr([p[0] for p in pts], [p[1] for p in pts])
+            trend = (f'has Spearman rho {rho.statistic:+.2f} (p '
+                     f'{rho.pvalue:.2f})')
         lines.append(
             f'- **Is the weight range the limit?** Over the {len(pts)} '
             'weighted arms, the fog gain against the fog/day weight ratio '
-            f'has Spearman rho {rho.statistic:+.2f} (p {rho.pvalue:.2f}); '
-            f'the largest ratio ({top[0]:.2f}, `{top[2]}`) gains '
+            f'{trend}; the largest ratio ({top[0]:.2f}, `{top[2]}`) gains '
             f'{_d(diff.get(top[2]))}.')
     sds = [d['std'] for d in diff.values() if d.get('std') is not None]
     n = max((d.get('n') or 0) for d in diff.values()) if diff else 0
