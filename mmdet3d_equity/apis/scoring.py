@@ -31,8 +31,7 @@ def run_compute_likelihoods(config, out: str, *, launcher: str = 'none',
     from mmengine.dist import get_rank
     from mmengine.logging import MMLogger
 
-    from ..scoring.pipeline import (check_outputs, check_scoring_options,
-                                    compute_likelihoods)
+    from ..scoring.pipeline import check_scoring_options, compute_likelihoods
     if launcher not in ('none', 'pytorch'):
         raise ValueError(f"launcher must be 'none' or 'pytorch', got "
                          f'{launcher!r}')
@@ -40,10 +39,9 @@ def run_compute_likelihoods(config, out: str, *, launcher: str = 'none',
         cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
     # every check that needs no data, before the log file is opened: a
     # refused run creates and truncates nothing
-    check_scoring_options(out, overwrite=overwrite, figures=figures,
-                          cache_dir=cache_dir, use_cache=use_cache, **kwargs)
-    paths = check_outputs(out, overwrite, figures,
-                          cache_dir if use_cache else None, include_log=log)
+    paths = check_scoring_options(out, overwrite=overwrite, figures=figures,
+                                  cache_dir=cache_dir, use_cache=use_cache,
+                                  include_log=log, **kwargs)
     check_torchrun_env(launcher)
     started = False
     if launcher == 'pytorch':

@@ -306,11 +306,13 @@ def check_scoring_options(out: str, *, overwrite: bool = False,
                           save_scorer: bool = False,
                           score_splits: Sequence[str] = (),
                           slice_file: Optional[str] = None,
+                          include_log: bool = False,
                           **_) -> Dict[str, str]:
     """Every check of :func:`compute_likelihoods` that needs no data, made
     before anything is written (tools/compute_likelihoods.py makes it before
     it opens its log file): parameters, scorer options, the outputs (none
-    exists unless ``overwrite``). Returns the output paths. Other keyword
+    exists unless ``overwrite``; ``include_log``: the tool's log file
+    counts as an output). Returns the output paths. Other keyword
     arguments of compute_likelihoods are accepted and ignored."""
     from ..models.losses.equity_weight import equity_weight
     try:  # validates eta / gamma, naming them
@@ -325,7 +327,7 @@ def check_scoring_options(out: str, *, overwrite: bool = False,
     if cache_dir is None:
         cache_dir = osp.join(osp.dirname(osp.abspath(out)), 'embedding_cache')
     paths = check_outputs(out, overwrite, figures,
-                          cache_dir if use_cache else None)
+                          cache_dir if use_cache else None, include_log)
     if not overwrite:
         exists = [p for p in extra_outputs if osp.lexists(p)]
         if exists:
