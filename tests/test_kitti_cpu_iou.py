@@ -172,3 +172,61 @@ def test_scope_provides_the_cpu_kernel_and_restores_on_error():
         with cpu_rotate_iou(force=True):
             raise RuntimeError('inside')
     assert sys.modules.get(ROTATE_IOU_MODULE) is before
+
+
+def _kernel_caches():
+    import importlib
+
+    from numba.core.dispatcher import Dispatcher
+
+    from mmdet3d_equity.evaluation.kitti_cpu_iou import KITTI_EVAL_MODULE
+    module = importlib.import_module(KITTI_EVAL_MODULE)
+    return {n: k._cache for n, k in vars(module).items()
+            if isinstance(k, Dispatcher)}
+
+
+def test_cached_kernels_scope_restores_every_kernel(tmp_path, monkeypatch):
+    from numba.core.caching import NullCache
+
+    from mmdet3d_equity.evaluation.kitti_cpu_iou import cached_kitti_kernels
+    monkeypatch.setenv('NUMBA_CACHE_DIR', str(tmp_path))
+    before = _kernel_caches()
+    # kitti_eval's five kernels, uncached as mmdet3d defines them
+    assert len(before) == 5
+    assert all(isinstance(c, NullCache) for c in before.values())
+    with cached_kitti_kernels():
+        inside = _kernel_caches()
+        assert not any(isinstance(c, NullCache) for c in inside.values())
+    assert _kernel_caches() == before
+    with pytest.raises(RuntimeError, match='inside'):
+        with cached_kitti_kernels():
+            raise RuntimeError('inside')
+    assert _kernel_caches() == before
+
+
+@pytest.mark.slow
+def test_a_new_process_loads_the_kernels_from_the_cache(tiny_kitti_root,
+                                                        tmp_path):
+    # KittiCPUMetric in two fresh processes sharing one NUMBA_CACHE_DIR:
+    # the first compiles (misses, writes the cache), the second loads
+    # every kernel from it, and both give the same values
+    import os
+    import os.path as osp
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    tool = osp.join(repo, 'tools', 'benchmark_kitti_eval.py')
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / 'cache'),
+               OMP_NUM_THREADS='1')
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, tool, '--child', 'cached', '--data-root',
+             tiny_kitti_root], env=env, capture_output=True, text=True,
+            cwd=repo)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first['cache_hits'] == 0 and first['cache_misses'] > 0
+    assert second['cache_hits'] > 0 and second['cache_misses'] == 0
+    assert second['values'] == first['values']
+    assert first['values']  # 3D AP40 keys were computed
+    assert os.listdir(tmp_path / 'cache')

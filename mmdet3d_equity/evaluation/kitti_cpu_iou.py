@@ -41,6 +41,8 @@ from mmdet3d.registry import METRICS
 
 #: the module KITTI evaluation imports its rotated IoU from
 ROTATE_IOU_MODULE = 'mmdet3d.evaluation.functional.kitti_utils.rotate_iou'
+#: the module holding KITTI evaluation's numba-compiled kernels
+KITTI_EVAL_MODULE = 'mmdet3d.evaluation.functional.kitti_utils.eval'
 
 
 def rotate_iou_cpu_eval(boxes, query_boxes, criterion=-1, device_id=0):
@@ -171,6 +173,39 @@ def single_numba_thread():
         numba.set_num_threads(previous)
 
 
+@contextlib.contextmanager
+def cached_kitti_kernels():
+    """Within the block, mmdet3d's numba-compiled KITTI evaluation kernels
+    use numba's on-disk cache (what ``@jit(cache=True)`` gives): the first
+    evaluation of a process loads them instead of compiling them again,
+    about 8 s per process on this 2-core machine (``tools/
+    benchmark_kitti_eval.py``). The cache lives where numba puts it
+    (``__pycache__`` beside mmdet3d's source when writable, else numba's
+    user cache, or ``NUMBA_CACHE_DIR``) and is keyed by the source file and
+    the argument types, so values are those of a fresh compilation. A kernel
+    numba cannot cache (no writable location) is compiled as before. Each
+    kernel's previous cache setting is restored on exit."""
+    import importlib
+
+    from numba.core.dispatcher import Dispatcher
+    module = importlib.import_module(KITTI_EVAL_MODULE)
+    previous = []
+    for kernel in vars(module).values():
+        if not isinstance(kernel, Dispatcher):
+            continue
+        cache = kernel._cache
+        try:
+            kernel.enable_caching()
+        except RuntimeError:  # no writable cache location
+            continue
+        previous.append((kernel, cache))
+    try:
+        yield
+    finally:
+        for kernel, cache in previous:
+            kernel._cache = cache
+
+
 @METRICS.register_module()
 class KittiCPUMetric(KittiMetric):
     """``KittiMetric`` that also runs where numba has no CUDA.
@@ -179,13 +214,16 @@ class KittiCPUMetric(KittiMetric):
     evaluation runs inside :func:`cpu_rotate_iou`, so the rotated IoU uses
     mmcv's CPU kernel only while it evaluates and only where CUDA is
     unavailable. (It also runs numba's 3D-overlap kernel on one thread and
-    keeps kitti_eval's ``gc.collect()`` calls cheap while it evaluates: see
-    :func:`single_numba_thread`, :func:`frozen_gc`; values are unchanged.)
+    keeps kitti_eval's ``gc.collect()`` calls cheap and loads its compiled
+    kernels from numba's cache while it evaluates: see
+    :func:`single_numba_thread`, :func:`frozen_gc`,
+    :func:`cached_kitti_kernels`; values are unchanged.)
     """
 
     def kitti_evaluate(self, results_dict, gt_annos, metric=None,
                        classes=None, logger=None):
-        with cpu_rotate_iou(), single_numba_thread(), frozen_gc():
+        with cpu_rotate_iou(), single_numba_thread(), frozen_gc(), \
+                cached_kitti_kernels():
             return super().kitti_evaluate(results_dict, gt_annos,
                                           metric=metric, classes=classes,
                                           logger=logger)
