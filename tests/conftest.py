@@ -16,6 +16,18 @@ if REPO_ROOT not in sys.path:
 import mmengine.utils.progressbar  # noqa: E402,F401
 
 
+# pytest-xdist (pytest.ini: -n auto) runs one worker per core: each worker,
+# and every tool a test starts (they inherit the environment), gets its share
+# of the cores, because two processes with torch's default threads on 2
+# cores slow each other down about 12x.
+if os.environ.get('PYTEST_XDIST_WORKER_COUNT'):
+    _threads = str(max(1, (os.cpu_count() or 1) //
+                       int(os.environ['PYTEST_XDIST_WORKER_COUNT'])))
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = _threads
+    import torch  # noqa: E402
+    torch.set_num_threads(int(_threads))
+
+
 def pytest_sessionfinish(session, exitstatus):
     # "no tests ran" (exit code 5) must never pass as success in CI.
     if exitstatus == 5:

@@ -51,7 +51,7 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 
 # What an install consists of; any change to it triggers a (re)install.
 STAMP="$VENV/.mmdet3d_equity_stamp"
-WANT="$( { echo "root=$ROOT"; echo "torch=$TORCH_SPEC"; cat "$ROOT/requirements.txt" "$ROOT/setup.py"; } | sha256sum | cut -d' ' -f1)"
+WANT="$( { echo "root=$ROOT"; echo "torch=$TORCH_SPEC"; cat "$ROOT/requirements.txt" "$ROOT/requirements-tests.txt" "$ROOT/setup.py"; } | sha256sum | cut -d' ' -f1)"
 
 # Imports the stack and the plugin and prints their versions; fails (quietly
 # unless asked) when anything is missing.
@@ -59,6 +59,7 @@ check_imports() {
   "$PY" - <<'PY'
 import torch, mmcv, mmengine, mmdet, mmdet3d, sklearn, matplotlib
 import pkg_resources  # mmengine's mmdet3d:: config inheritance needs it
+import pytest, xdist  # the test suite (requirements-tests.txt)
 from mmcv.ops import nms_rotated, Voxelization  # compiled ops present
 import mmdet3d_equity
 print(f'[setup] torch {torch.__version__}, mmcv {mmcv.__version__}, '
@@ -104,7 +105,8 @@ else
   fi
   FIND_LINKS=()
   [ -n "${EQUITY_WHEELS:-}" ] && FIND_LINKS=(--find-links "$EQUITY_WHEELS")
-  "${PIP[@]}" install -q "${FIND_LINKS[@]}" -c "$CONSTRAINTS" -r "$ROOT/requirements.txt" pytest
+  "${PIP[@]}" install -q "${FIND_LINKS[@]}" -c "$CONSTRAINTS" -r "$ROOT/requirements.txt" \
+    -r "$ROOT/requirements-tests.txt"
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
   if ! VERSIONS="$(check_imports | grep '^\[setup\]')"; then
     echo "setup.sh: the stack installed but does not import; run" >&2
