@@ -77,6 +77,18 @@ def _int(v) -> str:
     return '' if v is None else str(int(v))
 
 
+def wall_clock(facts) -> str:
+    """The wall time of the invocation that wrote the report, and how many
+    runs it trained (the others were reused from an earlier one)."""
+    done_now, total = facts.get('runs_trained', (None, None))
+    text = (f'this invocation took {facts["seconds"] / 60:.0f} min of wall '
+            'time, from preparing the data to this report')
+    if total is not None:
+        text += (f', and trained {done_now} of the {total} runs' if
+                 done_now < total else f', and trained all {total} runs')
+    return text
+
+
 def compute_minutes(*analyses) -> float:
     """Minutes of training + testing of every run (each run once)."""
     seen = {}
@@ -352,7 +364,8 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
         f'This page is written by `python tools/efficacy_study.py` '
         f'({datetime.date.today().isoformat()}; {n_runs} training + test '
         f'runs, {minutes:.0f} min of run time in all, {facts["jobs"]} '
-        f'single-thread jobs at a time on {os.cpu_count()} cores). '
+        f'single-thread jobs at a time on {os.cpu_count()} cores; '
+        f'{wall_clock(facts)}). '
         'Numbers are 3D AP40, moderate, at the '
         'loose IoU (Car 0.5, Pedestrian/Cyclist 0.25), in %; **dense** AP '
         'is the AP40 of the slice\'s full precision-recall curve (a perfect '
@@ -370,8 +383,9 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
               'split and mode: ' + '; '.join(
                   f'{sp}: ' + ', '.join(f'{m} {n}' for m, n in ms.items())
                   for sp, ms in split_modes.items()) + '.',
-              f"- Detector: the tiny PointPillars (configs/tiny/study/), "
-              f"{size['epochs']} epochs, AdamW, batch 4, CPU.",
+              f"- Detector: the tiny PointPillars at half width (backbone "
+              f"16/32/64 channels; configs/tiny/study/), {size['epochs']} "
+              f"epochs, AdamW, batch 4, CPU.",
               f"- Seeds: selection {size['select_seeds']}, confirmation "
               f"{size['confirm_seeds']} (paired: every arm runs every seed; "
               'differences are arm − baseline of the same seed, 95% Student-t '

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDY_CFG = 'configs/tiny/study/pointpillars_tiny-kitti-study'
@@ -305,6 +305,16 @@ def _data_and_arms(data_root: str, size: Dict):
     return files, build_arms(data_root, size, files), train_frames
 
 
+def runs_trained_since(runs_dir: str, t0: float) -> Tuple[int, int]:
+    """(runs started at or after ``t0``, all runs) under ``runs_dir``."""
+    import glob
+    started = []
+    for f in glob.glob(osp.join(runs_dir, '*', 'seed*', 'run.json')):
+        with open(f) as fh:
+            started.append(json.load(fh).get('started') or 0)
+    return sum(s >= t0 for s in started), len(started)
+
+
 def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
               jobs: int = 2, overwrite: bool = False) -> Dict:
     from mmdet3d_equity.evaluation.benchmark import run_benchmark
@@ -340,6 +350,7 @@ def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
     facts = dict(
         size=size, data_root=data_root, work_dir=work_dir, jobs=jobs,
         seconds=time.time() - t0,
+        runs_trained=runs_trained_since(runs_dir, t0),
         summary=json.load(open(osp.join(data_root, 'frame_modes.json'))),
         train_modes=mode_likelihoods(data_root, files['likelihoods'],
                                      'train'),

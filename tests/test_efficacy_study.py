@@ -182,6 +182,11 @@ def test_reduced_study_end_to_end(tmp_path):
     assert [a['name'] for a in out['confirmation']['spec']['arms']] == \
         ['gfl']
     assert '**Slice `fog`** (AP dense' in text
+    # the wall time of this invocation, which trained every run
+    assert out['facts']['runs_trained'] == (4, 4)
+    assert ('this invocation took ' in text and
+            ' min of wall time, from preparing the data to this report, and '
+            'trained all 4 runs)' in text)
     for fig in ('selection_per_class_dense.png',
                 'selection_differences_dense.png', 'dose_response.png'):
         assert osp.isfile(tmp_path / 'efficacy' / fig), fig
@@ -268,3 +273,22 @@ def test_why_section_reads_the_arms_against_each_other():
     assert 'median standard deviation of 3.0 points over 3 seeds, so an ' \
         'interval excludes 0 only for a mean gain above about t(2) x sd / ' \
         'sqrt(3) = 7.5 points.' in text
+
+
+def test_wall_time_counts_the_runs_this_invocation_trained(tmp_path):
+    # a resumed study says how many runs its wall time covers
+    import json
+    started = {'baseline/seed0': 100.0, 'gfl/seed0': 100.0,
+               'baseline/seed1': 250.0, 'gfl/seed1': None}
+    for name, t in started.items():
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        (d / 'run.json').write_text(json.dumps(dict(started=t)))
+    assert study.runs_trained_since(str(tmp_path), 200.0) == (1, 4)
+    assert study.runs_trained_since(str(tmp_path), 50.0) == (3, 4)
+    assert report.wall_clock(dict(seconds=90.0, runs_trained=(1, 4))) == (
+        'this invocation took 2 min of wall time, from preparing the data to '
+        'this report, and trained 1 of the 4 runs')
+    assert report.wall_clock(dict(seconds=3600.0, runs_trained=(4, 4))) == (
+        'this invocation took 60 min of wall time, from preparing the data '
+        'to this report, and trained all 4 runs')

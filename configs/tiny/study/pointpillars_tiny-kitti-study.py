@@ -2,6 +2,11 @@
 # the tiny PointPillars on the study's tiny KITTI dataset, where the rare
 # 'fog' mode is rare in train (6 %) and enriched in val (50 %). The study sets
 # EQUITY_TINY_KITTI (default data/tiny_kitti_study) for every run.
+# Half the channels of the tiny PointPillars (backbone 16/32/64, neck 3 x 32):
+# sized so that the whole study (36 trainings + tests, two single-thread jobs
+# side by side) runs in about an hour on 2 cores; measured on one seed,
+# it scores like the full-width model (whole-split Car dense AP 15.6 vs 14.9)
+# at 0.41 instead of 0.56 s per iteration.
 # 10 epochs of the 128 train frames (320 iterations); no validation during
 # training (val_cfg None: MMEngine would validate at the last epoch); the
 # test evaluates KittiMetric on the whole val split, on the
@@ -20,6 +25,10 @@ param_scheduler = [
 ]
 train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=epochs)
 default_hooks = dict(checkpoint=dict(interval=epochs))
+model = dict(
+    backbone=dict(out_channels=[16, 32, 64]),
+    neck=dict(in_channels=[16, 32, 64], out_channels=[32, 32, 32]),
+    bbox_head=dict(in_channels=96, feat_channels=96))
 val_cfg = None
 val_dataloader = None
 val_evaluator = None
