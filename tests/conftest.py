@@ -28,6 +28,15 @@ if os.environ.get('PYTEST_XDIST_WORKER_COUNT'):
     torch.set_num_threads(int(_threads))
 
 
+def pytest_collection_modifyitems(session, config, items):
+    # Under pytest-xdist, the slow tier first (stable: file order within each
+    # tier): the tests that run for minutes start at once, side by side, and
+    # the many short ones fill the workers afterwards, instead of a long test
+    # starting last and running alone.
+    if hasattr(config, 'workerinput'):
+        items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+
+
 def pytest_sessionfinish(session, exitstatus):
     # "no tests ran" (exit code 5) must never pass as success in CI.
     if exitstatus == 5:
