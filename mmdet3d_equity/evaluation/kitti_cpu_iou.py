@@ -177,9 +177,9 @@ def single_numba_thread():
 def cached_kitti_kernels():
     """Within the block, mmdet3d's numba-compiled KITTI evaluation kernels
     use numba's on-disk cache (what ``@jit(cache=True)`` gives): the first
-    evaluation of a process loads them instead of compiling them again,
-    about 8 s per process on this 2-core machine (``tools/
-    benchmark_kitti_eval.py``). The cache lives where numba puts it
+    evaluation of a process loads them instead of compiling them again:
+    0.55 s instead of 9.77 s for the first evaluation of a 64-frame split
+    on a 2-core machine (``tools/benchmark_kitti_eval.py``). The cache lives where numba puts it
     (``__pycache__`` beside mmdet3d's source when writable, else numba's
     user cache, or ``NUMBA_CACHE_DIR``) and is keyed by the source file and
     the argument types, so values are those of a fresh compilation. A kernel
