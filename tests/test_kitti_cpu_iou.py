@@ -175,14 +175,8 @@ def test_scope_provides_the_cpu_kernel_and_restores_on_error():
 
 
 def _kernel_caches():
-    import importlib
-
-    from numba.core.dispatcher import Dispatcher
-
-    from mmdet3d_equity.evaluation.kitti_cpu_iou import KITTI_EVAL_MODULE
-    module = importlib.import_module(KITTI_EVAL_MODULE)
-    return {n: k._cache for n, k in vars(module).items()
-            if isinstance(k, Dispatcher)}
+    from mmdet3d_equity.evaluation.kitti_cpu_iou import kitti_eval_kernels
+    return {k.py_func.__name__: k._cache for k in kitti_eval_kernels()}
 
 
 def test_cached_kernels_scope_restores_every_kernel(tmp_path, monkeypatch):

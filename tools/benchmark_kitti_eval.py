@@ -59,7 +59,8 @@ def child(mode: str, data_root: str) -> dict:
     import mmengine
 
     from mmdet3d_equity.evaluation.kitti_cpu_iou import (
-        KittiCPUMetric, cpu_rotate_iou, single_numba_thread)
+        KittiCPUMetric, cpu_rotate_iou, kitti_eval_kernels,
+        single_numba_thread)
     ann = osp.join(data_root, 'kitti_infos_val.pkl')
     metric = KittiCPUMetric(ann_file=ann)
     gt = [i['kitti_annos'] for i in
@@ -86,13 +87,7 @@ def child(mode: str, data_root: str) -> dict:
                     {'pred_instances_3d': dt}, gt, metric='bbox',
                     classes=classes, logger='silent')
         times.append(time.perf_counter() - t)
-    import importlib
-
-    from numba.core.dispatcher import Dispatcher
-
-    from mmdet3d_equity.evaluation.kitti_cpu_iou import KITTI_EVAL_MODULE
-    kernels = [k for k in vars(importlib.import_module(
-        KITTI_EVAL_MODULE)).values() if isinstance(k, Dispatcher)]
+    kernels = kitti_eval_kernels()
     return dict(first_s=times[0], second_s=times[1],
                 cache_hits=sum(sum(k.stats.cache_hits.values())
                                for k in kernels),

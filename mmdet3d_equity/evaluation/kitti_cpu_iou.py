@@ -173,26 +173,31 @@ def single_numba_thread():
         numba.set_num_threads(previous)
 
 
+def kitti_eval_kernels() -> list:
+    """The numba-compiled kernels (dispatchers) of mmdet3d's KITTI
+    evaluation module (:data:`KITTI_EVAL_MODULE`)."""
+    import importlib
+
+    from numba.core.dispatcher import Dispatcher
+    module = importlib.import_module(KITTI_EVAL_MODULE)
+    return [k for k in vars(module).values() if isinstance(k, Dispatcher)]
+
+
 @contextlib.contextmanager
 def cached_kitti_kernels():
     """Within the block, mmdet3d's numba-compiled KITTI evaluation kernels
     use numba's on-disk cache (what ``@jit(cache=True)`` gives): the first
     evaluation of a process loads them instead of compiling them again:
     0.55 s instead of 9.77 s for the first evaluation of a 64-frame split
-    on a 2-core machine (``tools/benchmark_kitti_eval.py``). The cache lives where numba puts it
-    (``__pycache__`` beside mmdet3d's source when writable, else numba's
-    user cache, or ``NUMBA_CACHE_DIR``) and is keyed by the source file and
-    the argument types, so values are those of a fresh compilation. A kernel
-    numba cannot cache (no writable location) is compiled as before. Each
-    kernel's previous cache setting is restored on exit."""
-    import importlib
-
-    from numba.core.dispatcher import Dispatcher
-    module = importlib.import_module(KITTI_EVAL_MODULE)
+    on a 2-core machine (``tools/benchmark_kitti_eval.py``). The cache
+    lives where numba puts it (``__pycache__`` beside mmdet3d's source when
+    writable, else numba's user cache, or ``NUMBA_CACHE_DIR``) and is keyed
+    by the source file and the argument types, so values are those of a
+    fresh compilation. A kernel numba cannot cache (no writable location)
+    is compiled as before. Each kernel's previous cache setting is restored
+    on exit."""
     previous = []
-    for kernel in vars(module).values():
-        if not isinstance(kernel, Dispatcher):
-            continue
+    for kernel in kitti_eval_kernels():
         cache = kernel._cache
         try:
             kernel.enable_caching()
