@@ -19,7 +19,7 @@ import types
 
 import numpy as np
 
-from mmdet3d_equity.fileio import (OutputError, OutputExistsError,
+from mmdet3d_equity.utils.fileio import (OutputError, OutputExistsError,
                                    atomic_write_json, check_output_dir,
                                    new_dir_mode)
 
@@ -135,7 +135,7 @@ def assign_modes(train_ids, val_ids, rng, rare_fraction=None,
 # --------------------------------------------------------------------------
 def check_output_root(root, overwrite):
     """Validate the output path before any work; raise a clear error
-    (:class:`~mmdet3d_equity.fileio.OutputError`) naming the fix. Creates
+    (:class:`~mmdet3d_equity.utils.fileio.OutputError`) naming the fix. Creates
     only the parent directory, which must be writable (the dataset is built
     next to ``root`` and renamed into place)."""
     root = osp.abspath(osp.expanduser(str(root)))

@@ -7,7 +7,7 @@ MMDetection3D's registries, so configs can switch it on with::
                           allow_failed_imports=False)
 """
 from .version import __version__
-from .compat import apply_compat
+from .utils.compat import apply_compat
 
 apply_compat()  # before anything builds mmdet3d pipelines
 # what training needs; the scoring pipeline, the figures and the tiny-data

@@ -1,4 +1,4 @@
-"""tools/benchmark.py and mmdet3d_equity.evaluation.benchmark: reading
+"""tools/benchmark.py and mmdet3d_equity.benchmark: reading
 metrics, seed statistics against independent computations, reports from
 existing per-seed results, preflight refusals before any training, and a
 short real train+test benchmark that resumes."""
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from mmdet3d_equity.evaluation.benchmark import stats
+from mmdet3d_equity.benchmark import stats
 from mmdet3d_equity.evaluation.results import (ResultsError, load_metrics,
                                                metric_views)
 
@@ -384,8 +384,8 @@ def test_an_override_that_would_not_reach_the_runner_is_refused_up_front(
     """tools/train.py refuses --cfg-options of a config variable; the
     benchmark's preflight (which loads every arm's config first) makes the
     same check before anything trains."""
-    from mmdet3d_equity.evaluation.benchmark.core import load_arm_config
-    from mmdet3d_equity.evaluation.benchmark.spec import (Arm, Spec,
+    from mmdet3d_equity.benchmark.core import load_arm_config
+    from mmdet3d_equity.benchmark.spec import (Arm, Spec,
                                                           SpecError)
     eq = 'configs/tiny/pointpillars_tiny-kitti-3class_equity.py'
     arm = Arm('eta', config=eq, cfg_options={'equity_eta': 0.3})
@@ -444,9 +444,9 @@ def test_train_benchmark_resumes_and_refuses_changed_runs(tiny_kitti_root,
 def test_weight_diagnostics_of_an_equity_config(tmp_path):
     from mmengine.config import Config
 
-    from mmdet3d_equity.evaluation.benchmark.diagnostics import (
+    from mmdet3d_equity.benchmark.diagnostics import (
         equity_settings, weight_diagnostics)
-    from mmdet3d_equity.scoring.likelihood_file import (build_record,
+    from mmdet3d_equity.utils.likelihood_file import (build_record,
                                                         save_likelihood_file)
     ids = [str(i) for i in range(6)]
     p = np.array([1.0, 1.0, 1.0, 0.5, 0.1, 0.1])
@@ -481,7 +481,7 @@ def test_weight_diagnostics_of_an_equity_config(tmp_path):
 
 
 def test_config_digest_covers_the_base_chain(tmp_path):
-    from mmdet3d_equity.evaluation.benchmark.runs import (config_digest,
+    from mmdet3d_equity.benchmark.runs import (config_digest,
                                                           config_files)
     (tmp_path / 'base').mkdir()
     base = tmp_path / 'base' / 'b.py'
@@ -499,8 +499,8 @@ def test_config_digest_covers_the_base_chain(tmp_path):
 
 
 def test_a_run_interrupted_while_training_is_trained_again(tmp_path):
-    from mmdet3d_equity.evaluation.benchmark.runs import Run, _Job
-    from mmdet3d_equity.evaluation.benchmark.spec import Arm, Spec
+    from mmdet3d_equity.benchmark.runs import Run, _Job
+    from mmdet3d_equity.benchmark.spec import Arm, Spec
     spec = Spec(baseline=Arm('baseline', config=KITTI_CFG), arms=[])
     run = Run(spec, spec.baseline, 0, str(tmp_path))
     assert _Job(run, {}).steps == ['train', 'test']  # nothing yet
@@ -511,8 +511,8 @@ def test_a_run_interrupted_while_training_is_trained_again(tmp_path):
 
 
 def test_the_committed_spec_file_loads_with_every_arm():
-    from mmdet3d_equity.evaluation.benchmark.core import load_arm_config
-    from mmdet3d_equity.evaluation.benchmark.spec import load_spec_file
+    from mmdet3d_equity.benchmark.core import load_arm_config
+    from mmdet3d_equity.benchmark.spec import load_spec_file
     spec = load_spec_file(osp.join(REPO, 'configs', 'benchmarks',
                                    'tiny-kitti_baseline-vs-gfl.py'))
     assert [a.name for a in spec.all_arms] == ['baseline', 'gfl', 'gfl_norm',

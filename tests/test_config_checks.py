@@ -114,7 +114,7 @@ def test_each_setting_has_one_key(train_tool):
 ])
 def test_overrides_that_would_not_run_are_refused(train_tool, config, option,
                                                   message, capsys):
-    from mmdet3d_equity.apis.config import ConfigError
+    from mmdet3d_equity.utils.config import ConfigError
     with pytest.raises(ConfigError) as e:
         _cfg(train_tool, config, option)
     assert message in str(e.value)
@@ -137,7 +137,7 @@ def test_runner_settings_pass(train_tool):
 # Losses that belong elsewhere (issue 10, item 12)
 # ---------------------------------------------------------------------------
 def test_gfl_as_a_head_loss_in_a_config_is_refused(train_tool):
-    from mmdet3d_equity.apis.config import ConfigError
+    from mmdet3d_equity.utils.config import ConfigError
     with pytest.raises(ConfigError) as e:
         _cfg(train_tool, 'configs/tiny/pointpillars_tiny-kitti-3class.py',
              'model.bbox_head.loss_cls.type=GeneralizedFocalLoss')

@@ -12,7 +12,7 @@ import mmdet3d_equity  # noqa: F401
 from mmdet3d.registry import DATASETS, TRANSFORMS
 from mmdet3d_equity import equity_weight
 from mmdet3d_equity.datasets import find_equity_dataset
-from mmdet3d_equity.scoring import (LikelihoodFileError, build_record,
+from mmdet3d_equity.utils import (LikelihoodFileError, build_record,
                                     save_likelihood_file)
 
 N = 12
@@ -428,7 +428,7 @@ def test_int_and_str_ids_are_one_identity(lik_file, monkeypatch):
     """A record holding the ids as ints (KITTI infos use ints) matches the
     dataset's string identities; lookups accept either."""
     from mmdet3d_equity.datasets import equity_dataset
-    from mmdet3d_equity.scoring import load_likelihood_file
+    from mmdet3d_equity.utils import load_likelihood_file
 
     def load_int_ids(path, **kw):
         rec = dict(load_likelihood_file(lik_file))
@@ -459,7 +459,7 @@ def test_ids_differing_in_form_are_explained(tmp_path):
 def test_legacy_pickle_file_needs_the_explicit_opt_in(tmp_path, lik_file):
     import pickle
 
-    from mmdet3d_equity.scoring import load_likelihood_file
+    from mmdet3d_equity.utils import load_likelihood_file
     rec = {k: v for k, v in load_likelihood_file(lik_file).items()
            if k != 'content_fingerprint'}
     rec['format_version'] = 1  # as earlier versions wrote it

@@ -26,7 +26,7 @@ def write_tiny_likelihoods(cfg, path, seed=0):
     from mmdet3d.registry import DATASETS
     from mmdet3d.utils import register_all_modules
     from mmdet3d_equity.datasets import index_identity_table
-    from mmdet3d_equity.scoring import build_record, save_likelihood_file
+    from mmdet3d_equity.utils import build_record, save_likelihood_file
     register_all_modules(init_default_scope=True)
     leaf = cfg.train_dataloader.dataset
     while 'dataset' in leaf:
@@ -106,7 +106,7 @@ def test_tiny_nuscenes_wrapper_uses_tokens(tiny_nus_root, tmp_path,
     from mmengine.config import Config
 
     from mmdet3d_equity.datasets import index_identity_table
-    from mmdet3d_equity.scoring import build_record, save_likelihood_file
+    from mmdet3d_equity.utils import build_record, save_likelihood_file
     register_all_modules(init_default_scope=True)
     monkeypatch.setenv('EQUITY_TINY_NUS', tiny_nus_root)
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'tiny',

@@ -1,4 +1,4 @@
-"""mmdet3d_equity.fileio: atomic, umask-respecting, no silent overwrite."""
+"""mmdet3d_equity.utils.fileio: atomic, umask-respecting, no silent overwrite."""
 import json
 import os
 import stat
@@ -6,7 +6,7 @@ import stat
 import numpy as np
 import pytest
 
-from mmdet3d_equity.fileio import (OutputError, OutputExistsError,
+from mmdet3d_equity.utils.fileio import (OutputError, OutputExistsError,
                                    atomic_open, atomic_savez,
                                    atomic_write_json, atomic_write_text,
                                    check_output_dir)

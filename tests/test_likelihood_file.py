@@ -10,8 +10,8 @@ import stat
 import numpy as np
 import pytest
 
-from mmdet3d_equity.fileio import OutputExistsError
-from mmdet3d_equity.scoring import (LikelihoodFileError, build_record,
+from mmdet3d_equity.utils.fileio import OutputExistsError
+from mmdet3d_equity.utils import (LikelihoodFileError, build_record,
                                     convert_likelihood_file,
                                     dataset_fingerprint,
                                     load_likelihood_file,

@@ -45,7 +45,7 @@ def kitti_env(tiny_kitti_root):
 
 @pytest.fixture(scope='module')
 def split(kitti_env):
-    from mmdet3d_equity.apis.config import load_config
+    from mmdet3d_equity.utils.config import load_config
     from mmdet3d_equity.scoring.dataset_source import TrainSplit
     return TrainSplit(load_config(KITTI_CFG))
 
@@ -256,7 +256,7 @@ def test_amp_and_channels_last_within_tolerance(kitti_env, tmp_path):
 def _tiny_detector_checkpoint(tmp_path):
     from mmengine.registry import init_default_scope
     from mmdet3d.registry import MODELS
-    from mmdet3d_equity.apis.config import load_config
+    from mmdet3d_equity.utils.config import load_config
     init_default_scope('mmdet3d')
     torch.manual_seed(0)
     model = MODELS.build(load_config(KITTI_CFG).model)
@@ -304,7 +304,7 @@ def test_bad_point_cloud_is_named(kitti_env, tmp_path, what, data, message):
         assert bad in msg and f'(sample {sid!r})' in msg, msg
         assert 'Traceback' not in msg
     # the BEV thumbnails read the clouds too: same check
-    from mmdet3d_equity.apis.config import load_config
+    from mmdet3d_equity.utils.config import load_config
     from mmdet3d_equity.scoring.dataset_source import TrainSplit
     sp = TrainSplit(load_config(KITTI_CFG, opts))
     with pytest.raises(ScoringError, match=message):
@@ -325,7 +325,7 @@ class _Records(logging.Handler):
 @pytest.mark.parametrize('damage', ['truncated', 'garbage', 'wrong_array'])
 def test_corrupt_embedding_cache_is_recomputed_with_a_warning(
         split, tmp_path, damage):
-    from mmdet3d_equity.fileio import atomic_savez
+    from mmdet3d_equity.utils.fileio import atomic_savez
     from mmdet3d_equity.scoring.pipeline import (build_embedder, embed_split,
                                                  get_logger)
     emb = build_embedder('image', backbone=R18, input_size=(64, 32),

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from mmdet3d_equity.scoring import load_likelihood_file
+from mmdet3d_equity.utils import load_likelihood_file
 from mmdet3d_equity.scoring.clustering import ScoringError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -130,7 +130,7 @@ def test_detector_backbone_embedder(kitti_env, tmp_path):
     import torch
     from mmengine.registry import init_default_scope
     from mmdet3d.registry import MODELS
-    from mmdet3d_equity.apis.config import load_config
+    from mmdet3d_equity.utils.config import load_config
     from mmdet3d_equity.scoring.embedders import CheckpointMismatchError
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
     cfg = load_config(KITTI_CFG)

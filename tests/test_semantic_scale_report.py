@@ -5,8 +5,8 @@ import os.path as osp
 
 import pytest
 
-from mmdet3d_equity.fileio import atomic_write_json
-from mmdet3d_equity.semantic_scale.report import (EvalResultError,
+from mmdet3d_equity.utils.fileio import atomic_write_json
+from mmdet3d_equity.analysis.semantic_scale_report import (EvalResultError,
                                                   load_per_class_ap, pearson)
 
 CLASSES = ['Pedestrian', 'Cyclist', 'Car']
@@ -70,7 +70,7 @@ def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path, capsys):
     from mmengine.config import Config
     from mmengine.logging import MMLogger
 
-    from mmdet3d_equity.apis.semantic_scale import measurement_dataset_cfg
+    from mmdet3d_equity.analysis.semantic_scale import measurement_dataset_cfg
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
         'ssb_tool', osp.join(root, 'tools', 'semantic_scale.py'))

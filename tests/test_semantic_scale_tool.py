@@ -19,7 +19,7 @@ def tiny_model_state(tiny_kitti_root):
     from mmengine.registry import init_default_scope
 
     from mmdet3d.registry import MODELS
-    from mmdet3d_equity.apis.config import load_config
+    from mmdet3d_equity.utils.config import load_config
     cfg = load_config(KITTI_CFG)
     init_default_scope('mmdet3d')
     torch.manual_seed(0)

@@ -179,7 +179,7 @@ def test_likelihood_bins():
 
 
 def _likelihood_file(path, split, ids, p):
-    from mmdet3d_equity.scoring.likelihood_file import (build_record,
+    from mmdet3d_equity.utils.likelihood_file import (build_record,
                                                         save_likelihood_file)
     rec = build_record(ids, p, np.arange(len(ids)), np.ones(len(ids), int),
                        id_key='sample_idx',

@@ -25,7 +25,7 @@ def _likelihood_suffix():
     allow_pickle), else the older '.pkl'."""
     import inspect
 
-    from mmdet3d_equity.scoring import load_likelihood_file
+    from mmdet3d_equity.utils import load_likelihood_file
     return '.npz' if 'allow_pickle' in inspect.signature(
         load_likelihood_file).parameters else '.pkl'
 
@@ -206,7 +206,7 @@ def scored(tiny_kitti_root, tmp_path_factory):
 
 
 def test_compute_likelihoods_scores_val_and_reports_slices(scored):
-    from mmdet3d_equity.scoring import load_likelihood_file
+    from mmdet3d_equity.utils import load_likelihood_file
     out, rec, root = scored
     stem = out[:-len(EXT)]
     for f in ('_scorer.npz', '_val' + EXT, '_val.csv', '_slices.json',
@@ -237,7 +237,7 @@ def test_compute_likelihoods_scores_val_and_reports_slices(scored):
 
 def test_score_split_tool_reproduces_the_in_run_val_scores(scored, tmp_path,
                                                            capsys):
-    from mmdet3d_equity.scoring import load_likelihood_file
+    from mmdet3d_equity.utils import load_likelihood_file
     out, rec, root = scored
     stem = out[:-len(EXT)]
     sys.path.insert(0, osp.join(REPO, 'tools'))
@@ -294,7 +294,7 @@ def test_slice_metric_with_likelihood_bins_of_the_val_split(scored):
                              'noisy', seed=3)
     m.results = copy.deepcopy(results)
     metrics = m.evaluate(len(results))
-    from mmdet3d_equity.scoring import load_likelihood_file
+    from mmdet3d_equity.utils import load_likelihood_file
     p = np.asarray(load_likelihood_file(val_file)['likelihood'])
     expected = [(p < 0.25).sum(), ((p >= 0.25) & (p < 0.75)).sum(),
                 (p >= 0.75).sum()]

@@ -168,7 +168,7 @@ def test_ssb_in_a_model_config_is_refused(where, tmp_path):
         # Anchor3DHead fails in its own __init__ before building the loss
         # (it picks a sampler from the loss type name): the config check of
         # the tools names the key first
-        from mmdet3d_equity.apis.config import ConfigError, load_config
+        from mmdet3d_equity.utils.config import ConfigError, load_config
         cfg = tmp_path / 'old_ssb.py'
         cfg.write_text(
             "_base_ = '{}'\nmodel = dict(bbox_head=dict(loss_cls=dict("

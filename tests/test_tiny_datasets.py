@@ -418,8 +418,8 @@ def test_oracle_likelihoods_are_planted_mode_frequencies(
         tiny_kitti_root, tmp_path):
     from collections import Counter
 
-    from equity_tiny_data.oracle import write_oracle_likelihood_file
-    from mmdet3d_equity.scoring import load_likelihood_file
+    from mmdet3d_equity.studies.efficacy.oracle import write_oracle_likelihood_file
+    from mmdet3d_equity.utils import load_likelihood_file
     with open(osp.join(tiny_kitti_root, 'frame_modes.json')) as f:
         planted = json.load(f)
     train = {k: v for k, v in planted['modes'].items()

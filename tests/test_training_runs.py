@@ -47,7 +47,7 @@ class InterruptAfterEpoch(Hook):
 
 def tiny_cfg(config, work_dir, root, epochs=3, extra_hooks=(),
              resume=False):
-    from mmdet3d_equity.apis.config import load_config
+    from mmdet3d_equity.utils.config import load_config
     os.environ['EQUITY_TINY_KITTI'] = root
     cfg = load_config(config)
     cfg.work_dir = work_dir

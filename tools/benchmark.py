@@ -73,9 +73,9 @@ def parse_args(argv=None):
 
 
 def build_spec(args):
-    from mmdet3d_equity.evaluation.benchmark import (load_spec_file,
+    from mmdet3d_equity.benchmark import (load_spec_file,
                                                      make_arm, parse_arm_arg)
-    from mmdet3d_equity.evaluation.benchmark.spec import Spec, validate_spec
+    from mmdet3d_equity.benchmark.spec import Spec, validate_spec
     if args.spec:
         spec = load_spec_file(args.spec)
     else:
@@ -95,7 +95,7 @@ def build_spec(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmdet3d_equity.evaluation.benchmark import run_benchmark
+    from mmdet3d_equity.benchmark import run_benchmark
     from mmdet3d_equity.evaluation.results import ResultsError
     try:
         spec = build_spec(args)

@@ -408,7 +408,7 @@ def main(argv=None):
                    load_average_end=list(os.getloadavg()))
         print(f'load average at the end: {out["load_average_end"][0]:.1f}')
         if args.json:
-            from mmdet3d_equity.fileio import atomic_write_json
+            from mmdet3d_equity.utils.fileio import atomic_write_json
             atomic_write_json(args.json, out, overwrite=args.overwrite)
         return out
     finally:

@@ -154,7 +154,7 @@ def main(argv=None):
           f'values identical: {same}; load average '
           f'{result["load_average"][0]:.2f}')
     if args.json:
-        from mmdet3d_equity.fileio import atomic_write_json
+        from mmdet3d_equity.utils.fileio import atomic_write_json
         atomic_write_json(args.json, result, overwrite=args.overwrite)
     if not same:
         sys.exit('benchmark_kitti_eval.py: values differ between the '

@@ -176,7 +176,7 @@ def main(argv=None):
               f'{out["reference"]["rare_recall"]:.3f}')
         print(f'speed-up (reference / ours): {out["speedup"]:.1f}x')
     if args.json:
-        from mmdet3d_equity.fileio import atomic_write_json
+        from mmdet3d_equity.utils.fileio import atomic_write_json
         atomic_write_json(args.json, out, overwrite=args.overwrite, indent=2)
     return out
 

@@ -205,7 +205,7 @@ def main(argv=None):
     if not args.update_only:
         out.update(benchmark_iterations(args))
     if args.json:
-        from mmdet3d_equity.fileio import atomic_write_json
+        from mmdet3d_equity.utils.fileio import atomic_write_json
         atomic_write_json(args.json, out, overwrite=args.overwrite)
     return out
 
@@ -217,7 +217,7 @@ def benchmark_iterations(args):
 
     import mmdet3d_equity  # noqa: F401
     from mmdet3d.registry import MODELS
-    from mmdet3d_equity.apis.config import load_config
+    from mmdet3d_equity.utils.config import load_config
     from mmdet3d_equity.models.losses.ssb_loss import HeadSSB
     from mmdet3d_equity.semantic_scale.features import (HeadInputCapture,
                                                         ObjectFeatureSampler,

@@ -34,7 +34,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
-    from mmdet3d_equity.scoring.likelihood_file import \
+    from mmdet3d_equity.utils.likelihood_file import \
         convert_likelihood_file
     try:
         rec = convert_likelihood_file(args.src, args.dst,

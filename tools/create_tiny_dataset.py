@@ -131,7 +131,7 @@ def main(argv=None):
     args = parse_args(argv)
     from equity_tiny_data import create_tiny_kitti, create_tiny_nuscenes
     from mmdet3d_equity.apis.errors import report_error
-    from mmdet3d_equity.fileio import OutputError
+    from mmdet3d_equity.utils.fileio import OutputError
     create = dict(kitti=create_tiny_kitti, nuscenes=create_tiny_nuscenes)
     size = dict(kitti='num_frames', nuscenes='num_samples')[args.dataset]
     try:

@@ -30,7 +30,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from equity_tiny_data.study import run_demo
+    from mmdet3d_equity.studies.efficacy.study import run_demo
     summary = osp.join(args.work_dir, 'summary.md')
     if args.force:
         for d in (args.data_root, args.work_dir):

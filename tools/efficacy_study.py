@@ -48,7 +48,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from equity_tiny_data.study import (FULL, REDUCED, StudyDataError,
+    from mmdet3d_equity.studies.efficacy.study import (FULL, REDUCED, StudyDataError,
                                         run_study)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
     from mmdet3d_equity.evaluation.results import ResultsError

@@ -36,7 +36,7 @@ def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.evaluation.slice_sources import (
         SliceError, write_scene_description_slice_file)
-    from mmdet3d_equity.fileio import OutputError
+    from mmdet3d_equity.utils.fileio import OutputError
     try:
         counts = write_scene_description_slice_file(
             args.data_root, args.version, args.out, words=args.words,

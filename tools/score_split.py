@@ -50,9 +50,9 @@ def main(argv=None):
     args = parse_args(argv)
     import mmdet3d_equity  # noqa: F401  (registers the plugin)
     from mmdet3d_equity.evaluation.slice_sources import SliceError
-    from mmdet3d_equity.fileio import OutputError
+    from mmdet3d_equity.utils.fileio import OutputError
     from mmdet3d_equity.scoring.clustering import ScoringError
-    from mmdet3d_equity.scoring.likelihood_file import LikelihoodFileError
+    from mmdet3d_equity.utils.likelihood_file import LikelihoodFileError
     from mmdet3d_equity.scoring.split_scoring import score_other_split
     try:
         score_other_split(

@@ -8,7 +8,7 @@
 
 Writes semantic_scale.json, count_vs_scale.png and marginal_effect.png to
 DIR (default work_dirs/semantic_scale/<config name>); what they hold:
-:mod:`mmdet3d_equity.apis.semantic_scale` (``measure_semantic_scale``, the
+:mod:`mmdet3d_equity.analysis.semantic_scale` (``measure_semantic_scale``, the
 same thing from Python). The checkpoint must match the config exactly;
 existing outputs are kept unless --overwrite.
 """
@@ -60,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config settings, key=value')
     args = p.parse_args(argv)
-    from mmdet3d_equity.apis.semantic_scale import (SemanticScaleError,
+    from mmdet3d_equity.analysis.semantic_scale import (SemanticScaleError,
                                                     check_parameters)
     try:
         check_parameters(args.max_samples, args.alpha, args.min_count,
@@ -73,7 +73,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
-    from mmdet3d_equity.apis.semantic_scale import measure_semantic_scale
+    from mmdet3d_equity.analysis.semantic_scale import measure_semantic_scale
     from mmdet3d_equity.semantic_scale.features import \
         UnsupportedDetectorError
     try:

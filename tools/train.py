@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmdet3d_equity.apis.config import parse_runner_args  # noqa: E402
+from mmdet3d_equity.utils.config import parse_runner_args  # noqa: E402
 
 
 def parse_args(argv=None):

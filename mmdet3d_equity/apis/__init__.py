@@ -1,1 +1,1 @@
-from .config import load_config, resolve_work_dir  # noqa: F401
+from ..utils.config import load_config, resolve_work_dir  # noqa: F401

@@ -2,12 +2,12 @@
 <message>``, exit status 2) instead of a traceback: each names the problem
 and the fix (catalogue: docs/errors.md). Anything else is a bug and keeps
 its traceback."""
-from ..fileio import OutputError
+from ..utils.fileio import OutputError
 from ..scoring.clustering import ScoringError  # EmbeddingError, Checkpoint...
-from ..scoring.likelihood_file import LikelihoodFileError
-from ..semantic_scale.report import EvalResultError
-from .config import ConfigError
-from .semantic_scale import SemanticScaleError
+from ..utils.likelihood_file import LikelihoodFileError
+from ..analysis.semantic_scale_report import EvalResultError
+from ..utils.config import ConfigError
+from ..analysis.semantic_scale import SemanticScaleError
 
 #: for ``except TOOL_ERRORS as e``
 TOOL_ERRORS = (ConfigError, OutputError, LikelihoodFileError, ScoringError,
@@ -35,7 +35,7 @@ def check_json_output(parser, args) -> None:
     unless ``--overwrite``, and its folder must be writable (a parser
     error naming the problem)."""
     if args.json:
-        from ..fileio import OutputError, check_output_file
+        from ..utils.fileio import OutputError, check_output_file
         try:
             check_output_file(args.json, args.overwrite, '--json')
         except OutputError as e:

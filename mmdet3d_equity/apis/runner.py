@@ -14,10 +14,10 @@ import logging
 import os.path as osp
 from typing import Optional
 
-from ..fileio import check_output_dir
-from .config import ConfigError, ensure_checkpoint, load_config, \
+from ..utils.fileio import check_output_dir
+from ..utils.config import ConfigError, ensure_checkpoint, load_config, \
     resolve_work_dir
-from .launch import prepare_runner_launch
+from ..utils.launch import prepare_runner_launch
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 TEST_TASKS = ('mono_det', 'multi-view_det', 'lidar_det', 'lidar_seg',

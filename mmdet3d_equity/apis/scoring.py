@@ -8,7 +8,7 @@ import itertools
 import logging
 from typing import Optional
 
-from .launch import (check_torchrun_env, destroy_process_group,
+from ..utils.launch import (check_torchrun_env, destroy_process_group,
                      init_cpu_process_group)
 
 _RUNS = itertools.count()

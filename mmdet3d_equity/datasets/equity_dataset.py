@@ -5,7 +5,7 @@ The wrapper
 * builds any train dataset config (a plain dataset, ``RepeatDataset``,
   ``CBGSDataset``, ``ClassBalancedDataset``, ``ConcatDataset``; it may itself
   sit inside those wrappers),
-* loads a likelihood file (:mod:`mmdet3d_equity.scoring.likelihood_file`) and
+* loads a likelihood file (:mod:`mmdet3d_equity.utils.likelihood_file`) and
   validates it against the dataset's own sample identities (fingerprint and
   coverage) and the samples' point-cloud files in ``__init__``, i.e. when the
   runner builds the dataloader, before any worker forks,
@@ -44,7 +44,7 @@ import numpy as np
 from mmengine.logging import print_log
 
 from mmdet3d.registry import DATASETS
-from mmdet3d_equity.scoring import (LikelihoodFileError, dataset_fingerprint,
+from mmdet3d_equity.utils import (LikelihoodFileError, dataset_fingerprint,
                                     load_likelihood_file,
                                     dataset_sample_identity)
 

@@ -80,7 +80,7 @@ class KittiSliceAdapter:
         """Format the predictions once; return each result's identity."""
         import mmengine
 
-        from ..scoring.identity import sample_identity
+        from ..utils.identity import sample_identity
         m = self.metric
         self.classes = list(m.dataset_meta['classes'])
         unknown = [c for c in self.classes if c not in KITTI_CLASS_IDS]

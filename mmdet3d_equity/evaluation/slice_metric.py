@@ -38,7 +38,7 @@ def _split_identities(metric) -> List[str]:
     """Identities of the samples of the wrapped metric's ann_file."""
     import mmengine
 
-    from ..scoring.identity import sample_identity
+    from ..utils.identity import sample_identity
     data = mmengine.load(metric.ann_file,
                          backend_args=getattr(metric, 'backend_args', None))
     return [sample_identity(info) for info in data['data_list']]

@@ -127,7 +127,7 @@ def write_slice_file(path: str, assignment: Mapping[str, Sequence[str]],
                      source: Optional[Mapping] = None,
                      overwrite: bool = False) -> str:
     """Write ``{sample id: [slice names]}`` as a slice file (atomic)."""
-    from ..fileio import atomic_write_json
+    from ..utils.fileio import atomic_write_json
     slices = {str(k): list(v) for k, v in assignment.items()}
     parse_slice_mapping(dict(slices=slices, names=list(names or [])),
                         f'slice file {path}')  # validate before writing
@@ -351,7 +351,7 @@ class LikelihoodSlices:
         self.used_thresholds = None
 
     def load(self) -> Tuple[Slices, List[str]]:
-        from ..scoring.likelihood_file import load_likelihood_file
+        from ..utils.likelihood_file import load_likelihood_file
         record = load_likelihood_file(self.path)
         split = (record.get('dataset') or {}).get('split')
         if split == 'train':

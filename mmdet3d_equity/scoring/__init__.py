@@ -1,18 +1,12 @@
-"""Appearance scoring (DatasetEquity steps 1-3) and the likelihood file.
+"""Appearance scoring (DatasetEquity steps 1-3).
 
-Training needs only the sample identity and the likelihood file, which are
-imported here. The scoring pipeline (embedders, clustering, the training
+Training needs only the sample identity and the likelihood file
+(:mod:`mmdet3d_equity.utils`). The scoring pipeline (embedders, clustering, the training
 split source) is imported on first use of one of its names, so that
 ``custom_imports=['mmdet3d_equity']`` does not load it.
 """
 import importlib
 
-from .identity import (dataset_fingerprint, dataset_sample_identity,  # noqa: F401,E501
-                       id_key_of, raw_data_info, sample_identity)
-from .likelihood_file import (LikelihoodFileError, build_record,  # noqa: F401
-                              content_fingerprint, convert_likelihood_file,
-                              likelihood_map, load_likelihood_file,
-                              save_likelihood_file, validate_record)
 
 #: name -> submodule, imported on first access (PEP 562)
 _LAZY = {

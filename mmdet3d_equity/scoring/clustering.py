@@ -642,7 +642,7 @@ def save_scorer(path: str, scorers: Mapping[str, FittedScorer],
     to a ``.npz`` (arrays + one JSON string; no pickle)."""
     import json
 
-    from ..fileio import atomic_savez
+    from ..utils.fileio import atomic_savez
     for s in scorers.values():
         s.check_usable()
     full = dict(meta, format=SCORER_FORMAT,

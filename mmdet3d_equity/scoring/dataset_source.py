@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .clustering import ScoringError
-from .identity import (dataset_fingerprint, id_key_of, raw_data_info,
+from ..utils.identity import (dataset_fingerprint, id_key_of, raw_data_info,
                        sample_identity)
 
 #: wrapper dataset types whose inner dataset is cfg['dataset']

@@ -715,7 +715,7 @@ class DetectorEmbedder:
         from mmengine.dataset import Compose
         from mmengine.registry import init_default_scope
         from mmdet3d.registry import MODELS
-        from ..apis.config import ConfigError, load_config
+        from ..utils.config import ConfigError, load_config
         if not checkpoint:
             raise EmbeddingError('--detector-checkpoint is required with '
                                  '--detector-config (a randomly initialised '

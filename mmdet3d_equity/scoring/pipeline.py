@@ -30,9 +30,9 @@ from .clustering import (DEFAULT_CLUSTERER, DEFAULT_LIKELIHOOD,
                          validate_scoring_params)
 from .dataset_source import TrainSplit
 from .dist import dist_info, gather_rows, shard_indices
-from ..fileio import (OutputExistsError, atomic_write_json,
+from ..utils.fileio import (OutputExistsError, atomic_write_json,
                       atomic_write_text, check_output_dir)
-from .likelihood_file import build_record, save_likelihood_file
+from ..utils.likelihood_file import build_record, save_likelihood_file
 
 CAMERA_AGGREGATIONS = ('concat', 'mean', 'likelihood-min', 'likelihood-mean')
 EMBEDDERS = ('image', 'detector')
@@ -152,7 +152,7 @@ def embed_split(split: TrainSplit, embedder, cameras: Optional[List[str]],
     replaced, with a warning)."""
     from mmengine.utils import ProgressBar
 
-    from ..fileio import atomic_savez, check_output_dir
+    from ..utils.fileio import atomic_savez, check_output_dir
     from .embedders import iter_embeddings
     rank, world = dist_info()
     n = len(split)
@@ -376,7 +376,7 @@ def compute_likelihoods(config, out: str, *, embedder: str = 'image',
     likelihood of each slice's samples (e.g. frame_modes.json).
     """
     from mmengine.config import Config
-    from ..apis.config import ConfigError, load_config
+    from ..utils.config import ConfigError, load_config
     logger = logger or get_logger()
     rank, world = dist_info()
     if cache_dir is None:

@@ -136,7 +136,7 @@ def scorer_meta(split: TrainSplit, emb_model, embedder_args: Mapping, cams,
                 img_prefix, res: Mapping, likelihood_def, density_k,
                 config_path) -> Dict:
     """Provenance saved with the scorers (see :func:`save_scorer`)."""
-    from .likelihood_file import package_versions
+    from ..utils.likelihood_file import package_versions
     return dict(
         embedder_args=dict(embedder_args),
         embedder_config=json.loads(json.dumps(emb_model.config(),
@@ -206,7 +206,7 @@ def verify_embedder(cfg, emb_model, scorers, meta, img_prefix=None,
 
 def build_split_record(esplit: EvalSplit, res: Mapping, meta: Mapping,
                        scorer_file: Optional[str], train_out=None):
-    from .likelihood_file import build_record
+    from ..utils.likelihood_file import build_record
     extra = dict(scored_against=dict(
         train_fingerprint=meta['fingerprint'], train_dataset=meta['dataset'],
         scorer_file=scorer_file, likelihood_file=train_out,
@@ -233,9 +233,9 @@ def score_other_split(config, scorer_file: str, out: str, *,
     likelihood file ``out`` (+ ``.csv``, and with ``slice_file`` a slice
     report ``<stem>_slices.json`` and figure ``<stem>_slices.png``).
     Returns the record."""
-    from ..apis.config import ConfigError, load_config
-    from ..fileio import check_output_dir
-    from .likelihood_file import save_likelihood_file
+    from ..utils.config import ConfigError, load_config
+    from ..utils.fileio import check_output_dir
+    from ..utils.likelihood_file import save_likelihood_file
     from .pipeline import build_embedder, embed_split, get_logger, write_csv
     logger = logger or get_logger()
     scorers, meta = load_scorer(scorer_file)
@@ -342,7 +342,7 @@ def write_slice_report(report: Mapping, path: str,
                        overwrite: bool = False, logger=None) -> List[str]:
     """Write the report (JSON), optionally its figure (``data`` =
     ``{split: (ids, p)}``), and log it. Returns the files written."""
-    from ..fileio import atomic_write_json
+    from ..utils.fileio import atomic_write_json
     text = format_slice_report(report)
     if logger is not None:
         logger.info(text)

@@ -12,7 +12,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mmdet3d_equity.fileio import atomic_savefig  # noqa: E402
+from ..utils.fileio import atomic_savefig  # noqa: E402
 
 PLOT_PATTERNS = ('per_class_*.png', 'differences_*.png')
 

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_savefig, check_output_dir
+from ..utils.fileio import atomic_savefig, check_output_dir
 
 
 def _plt():

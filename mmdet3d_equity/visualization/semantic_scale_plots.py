@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mmdet3d_equity.fileio import atomic_savefig  # noqa: E402
+from ..utils.fileio import atomic_savefig  # noqa: E402
 
 
 def _save(fig, path: str, overwrite: bool) -> None:

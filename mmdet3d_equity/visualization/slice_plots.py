@@ -18,7 +18,7 @@ def plot_likelihood_by_slice(data: Mapping, slices: Mapping,
                              overwrite: bool = False) -> str:
     """``data`` = ``{split: (sample ids, likelihoods)}``; ``slices`` =
     ``{slice name: set of ids}``. Writes ``path`` and returns it."""
-    from ..fileio import atomic_savefig
+    from ..utils.fileio import atomic_savefig
     splits = list(data)
     groups = list(names) + ['all']
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(groups) *

@@ -9,7 +9,7 @@
    scoring pipeline, ``tools/compute_likelihoods.py``), the val split scored
    against the clustering fitted on the train split (binned into rare /
    medium / common likelihood slices), and the oracle likelihoods of the
-   planted modes (:mod:`equity_tiny_data.oracle`);
+   planted modes (:mod:`mmdet3d_equity.studies.efficacy.oracle`);
 3. **selection phase** (``select_seeds``): the baseline and every method arm
    (the published GFL setting, its dataset-normalised variant, oracle
    weights, W-proportional resampling, SSB, GFL + SSB, and a dose-response
@@ -118,7 +118,7 @@ def check_study_data(data_root: str, size: Dict) -> None:
     """Refuse a data root generated with another size than ``size`` (the
     study reuses existing data): frame count, val split and rare frames per
     split must be what the generator makes for ``size``."""
-    from ._common import RARE_MODE
+    from equity_tiny_data._common import RARE_MODE
     from .oracle import read_frame_modes
     fm = read_frame_modes(data_root)
     n = int(size['frames'])
@@ -147,7 +147,7 @@ def mode_likelihoods(data_root: str, path: str, split: str) -> Dict:
     """Median, min and max likelihood per planted mode of a file."""
     import numpy as np
 
-    from mmdet3d_equity.scoring import load_likelihood_file
+    from mmdet3d_equity.utils import load_likelihood_file
     from .oracle import read_frame_modes
     planted = read_frame_modes(data_root)
     rec = load_likelihood_file(path)
@@ -240,7 +240,7 @@ def ssb_options(size: Dict, train_frames: int) -> Dict:
 
 def make_spec(data_root: str, size: Dict, files: Dict, seeds: List[int],
               arms: List[Dict], train_frames: int):
-    from mmdet3d_equity.evaluation.benchmark.spec import (Spec, make_arm,
+    from ...benchmark.spec import (Spec, make_arm,
                                                           validate_spec)
     common = schedule_options(size)
     ssb = ssb_options(size, train_frames)
@@ -317,14 +317,14 @@ def runs_trained_since(runs_dir: str, t0: float) -> Tuple[int, int]:
 
 def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
               jobs: int = 2, overwrite: bool = False) -> Dict:
-    from mmdet3d_equity.evaluation.benchmark import run_benchmark
-    from mmdet3d_equity.fileio import check_output_dir
+    from ...benchmark import run_benchmark
+    from ...utils.fileio import check_output_dir
     from .report import write_efficacy_doc
     check_output_dir(osp.dirname(osp.abspath(doc)) or '.', 'report')
     check_output_dir(osp.splitext(doc)[0], 'figure')
     check_output_dir(work_dir, 'work')
     if osp.exists(doc) and not overwrite:
-        from mmdet3d_equity.fileio import OutputExistsError
+        from ...utils.fileio import OutputExistsError
         raise OutputExistsError(f'{doc} already exists; pass --overwrite to '
                                 'replace it (finished runs are reused)')
     t0 = time.time()
@@ -371,8 +371,8 @@ def run_demo(data_root: str, work_dir: str, size: Dict = DEMO,
     """Data, scores, the benchmark of ``size['arms']`` against the baseline
     over the seeds, and a compact per-slice table (returned and written to
     ``<work_dir>/summary.md``). Finished runs are reused."""
-    from mmdet3d_equity.evaluation.benchmark import run_benchmark
-    from mmdet3d_equity.fileio import atomic_write_text
+    from ...benchmark import run_benchmark
+    from ...utils.fileio import atomic_write_text
     from .report import demo_summary
     t0 = time.time()
     files, arms, train_frames = _data_and_arms(data_root, size)

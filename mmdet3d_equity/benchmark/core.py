@@ -21,8 +21,8 @@ import traceback
 from collections import OrderedDict
 from typing import Dict, List
 
-from ...fileio import check_output_dir
-from ..results import load_metrics, metric_views
+from ..utils.fileio import check_output_dir
+from ..evaluation.results import load_metrics, metric_views
 from .diagnostics import seconds_per_iter, weight_diagnostics
 from .runs import Run, execute, job_env, plan_runs
 from .spec import Arm, Spec, SpecError, applied_env, merged_options
@@ -34,7 +34,7 @@ def _log(msg: str) -> None:
 
 
 def load_arm_config(spec: Spec, arm: Arm):
-    from mmdet3d_equity.apis.config import ConfigError, load_config
+    from ..utils.config import ConfigError, load_config
     try:
         # runner_options: the check tools/train.py makes, made up front
         return load_config(arm.config, merged_options(spec, arm),

@@ -87,7 +87,7 @@ def equity_settings(cfg) -> Optional[Dict]:
 def weight_diagnostics(cfg, train_slices: Optional[str]) -> Optional[Dict]:
     """Kish ESS and slice weight shares of an arm's training weights."""
     from mmdet3d_equity.models.losses.equity_weight import equity_weight
-    from mmdet3d_equity.scoring.likelihood_file import load_likelihood_file
+    from ..utils.likelihood_file import load_likelihood_file
     s = equity_settings(cfg)
     if s is None or s['eta'] is None:
         return None
@@ -97,7 +97,7 @@ def weight_diagnostics(cfg, train_slices: Optional[str]) -> Optional[Dict]:
                weight_max=float(w.max()), weight_mean=float(w.mean()),
                kish=kish_effective_sample_size(w))
     if train_slices:
-        from ..slice_sources import read_slice_file
+        from ..evaluation.slice_sources import read_slice_file
         members, _ = read_slice_file(train_slices)  # {slice: set of ids}
         of = {}
         for name, ids in members.items():

@@ -1,5 +1,5 @@
 """Semantic-scale report helpers: evaluation-result parsing, correlations.
-(Files are written with :mod:`mmdet3d_equity.fileio`.)"""
+(Files are written with :mod:`mmdet3d_equity.utils.fileio`.)"""
 import json
 import os
 import re

@@ -26,7 +26,7 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List
 
-from ...fileio import (OutputExistsError, atomic_write_json,
+from ..utils.fileio import (OutputExistsError, atomic_write_json,
                        atomic_write_text)
 from .stats import fmt
 

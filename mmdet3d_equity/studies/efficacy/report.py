@@ -1,5 +1,5 @@
 """``docs/efficacy.md``: the efficacy study's report, written from its
-numbers (see :mod:`equity_tiny_data.study`). Every sentence of the
+numbers (see :mod:`mmdet3d_equity.studies.efficacy.study`). Every sentence of the
 conclusion is derived from the paired differences and their intervals, so
 the page says what the runs say, whatever that is."""
 import datetime
@@ -8,7 +8,7 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
-from mmdet3d_equity.evaluation.benchmark.report import \
+from ...benchmark.report import \
     markdown_table as _table
 
 SLICE_ORDER = ('fog', 'dusk', 'day', 'p_rare', 'p_medium', 'p_common',
@@ -288,7 +288,7 @@ def plot_dose_response(phase_a, facts, path: str) -> Optional[str]:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from mmdet3d_equity.fileio import atomic_savefig
+    from ...utils.fileio import atomic_savefig
     fog = _rows(phase_a, 'dense', 'Car')
     weights = phase_a.get('weights') or {}
     pts = []
@@ -333,7 +333,7 @@ def plot_dose_response(phase_a, facts, path: str) -> Optional[str]:
 
 def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
                        overwrite: bool = False) -> str:
-    from mmdet3d_equity.fileio import (atomic_write_bytes, atomic_write_text,
+    from ...utils.fileio import (atomic_write_bytes, atomic_write_text,
                                        check_output_dir)
     fig_dir = check_output_dir(osp.splitext(doc)[0], 'figure')
     rel = osp.basename(fig_dir)

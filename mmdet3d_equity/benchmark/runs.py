@@ -29,8 +29,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from ...fileio import atomic_write_json
-from ..results import ResultsError, find_metrics_json
+from ..utils.fileio import atomic_write_json
+from ..evaluation.results import ResultsError, find_metrics_json
 from .spec import Arm, Spec, SpecError, merged_options, options_as_args
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(

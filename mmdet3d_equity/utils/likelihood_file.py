@@ -60,7 +60,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes
 from .identity import dataset_fingerprint
 
 FORMAT = 'mmdet3d_equity.likelihoods'
@@ -329,7 +329,7 @@ def save_likelihood_file(record: Mapping, path: str,
                          overwrite: bool = False) -> str:
     """Validate ``record`` and write it as ``.npz`` atomically, with the
     umask's permissions; refuse to replace an existing file unless
-    ``overwrite`` (:class:`mmdet3d_equity.fileio.OutputExistsError`)."""
+    ``overwrite`` (:class:`mmdet3d_equity.utils.fileio.OutputExistsError`)."""
     validate_record(record, source=path)
     buf = io.BytesIO()
     np.savez(buf, **encode_record(record))

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ..results import ResultsError
+from ..evaluation.results import ResultsError
 
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]*$')
 SPEC_KEYS = {'seeds', 'metric', 'env', 'cfg_options', 'train_slices',

@@ -1,7 +1,7 @@
 """Per-class semantic scale of a training split under a trained detector
 (what ``tools/semantic_scale.py`` runs), usable from Python::
 
-    from mmdet3d_equity.apis.semantic_scale import measure_semantic_scale
+    from mmdet3d_equity.analysis.semantic_scale import measure_semantic_scale
     report = measure_semantic_scale('configs/tiny/x.py', 'epoch_20.pth',
                                     out_dir='work_dirs/ss')
 
@@ -26,8 +26,8 @@ import os.path as osp
 import sys
 from typing import Dict, Optional
 
-from ..fileio import OutputExistsError, atomic_write_json, check_output_dir
-from .config import ensure_checkpoint, load_config
+from ..utils.fileio import OutputExistsError, atomic_write_json, check_output_dir
+from ..utils.config import ensure_checkpoint, load_config
 
 #: random augmentations dropped from the train pipeline for measurement
 RANDOM_TRANSFORMS = frozenset({
@@ -156,7 +156,7 @@ def measure_semantic_scale(config: str, checkpoint: str,
                                            ObjectFeatureSampler)
     from ..semantic_scale.measures import (class_scales, imbalance_summary,
                                            marginal_effect_curve)
-    from ..semantic_scale.report import load_per_class_ap, pearson
+    from .semantic_scale_report import load_per_class_ap, pearson
     from ..visualization.semantic_scale_plots import (plot_count_vs_scale,
                                                       plot_marginal_effect)
 

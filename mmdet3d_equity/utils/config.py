@@ -18,9 +18,9 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     shipped in the mmdet3d wheel. Raises :class:`ConfigError` naming the
     problem when the file does not exist or does not parse, when
     ``runner_options`` and a ``cfg_options`` key would not reach the Runner
-    (:func:`~mmdet3d_equity.apis.config_checks.check_runner_options`), or
+    (:func:`~mmdet3d_equity.utils.config_checks.check_runner_options`), or
     when the model holds a loss that belongs elsewhere
-    (:func:`~mmdet3d_equity.apis.config_checks.check_model_losses`).
+    (:func:`~mmdet3d_equity.utils.config_checks.check_model_losses`).
     """
     from .config_checks import check_model_losses, check_runner_options
     if '::' not in path and not osp.isfile(path):

@@ -1,0 +1,2 @@
+"""Offline analyses: semantic-scale measurement of a trained detector and
+its report."""
