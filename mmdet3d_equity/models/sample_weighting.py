@@ -25,48 +25,16 @@ is stated by its head adapter
 (:mod:`mmdet3d_equity.models.head_adapters`); refusals raise
 :class:`UnsupportedHeadError`.
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from .head_adapters import (HeadAdapter, UnsupportedHeadError,  # noqa: F401
-                            adapter_for_head)
-
-
-class ScaleGradPerSample(torch.autograd.Function):
-    """Identity forward; backward multiplies sample ``b``'s gradient by w[b].
-
-    ``x`` has the batch in dim 0; ``w`` has shape ``(B,)``.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(w)
-        # a copy, not a view: heads modify outputs in place in their loss
-        # (e.g. CenterHead's clip_sigmoid on the heatmap)
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (w, ) = ctx.saved_tensors
-        shape = (-1, ) + (1, ) * (grad.dim() - 1)
-        if grad.dtype in (torch.float16, torch.bfloat16):
-            # one rounding only: multiply in float32, cast back
-            out = (grad.float() * w.float().view(shape)).to(grad.dtype)
-        else:
-            out = grad * w.to(grad.dtype).view(shape)
-        return out, None
-
-
-def scale_grad_per_sample(x: Tensor, w: Tensor) -> Tensor:
-    """Return ``x`` unchanged whose backward scales sample b's grad by w[b]."""
-    if x.dim() == 0 or x.shape[0] != w.numel():
-        raise RuntimeError(
-            f'per-sample gradient weighting: an output of shape '
-            f'{tuple(x.shape)} does not have the batch ({w.numel()} samples) '
-            'in dim 0, so the weighting would not be exact')
-    return ScaleGradPerSample.apply(x, w.to(device=x.device))
+                            adapter_for_head, resolve_weighted_heads)
+from .head_adapters.grad_scale import (ScaleGradPerSample,  # noqa: F401
+                                       scale_grad_by_index,
+                                       scale_grad_per_sample)
 
 
 def resolve_terms(adapter: HeadAdapter, terms: Union[str, Sequence[str]],
@@ -74,7 +42,7 @@ def resolve_terms(adapter: HeadAdapter, terms: Union[str, Sequence[str]],
     """Validate ``terms`` ('all' or names from ``adapter.terms``) and, given
     the built ``head``, that it produces the named terms."""
     allowed = tuple(adapter.terms)
-    kind = adapter.head_class.__name__
+    kind = adapter.head_name()
     if isinstance(terms, str):
         if terms != 'all':
             raise ValueError(
@@ -127,19 +95,20 @@ class PerSampleGradWeighting:
         self.adapter = adapter_for_head(head) if adapter is None else adapter
         self.adapter.check_weighting(head)
         self.terms = resolve_terms(self.adapter, terms, head)
-        self._handle = None
+        self._handles: List = []
         self._weights: Optional[Tensor] = None
         self.calls = 0
 
     # -- lifecycle ---------------------------------------------------------
     def install(self) -> None:
-        if self._handle is None:
-            self._handle = self.head.register_forward_hook(self._hook)
+        if not self._handles:
+            self._handles = list(self.adapter.install_weighting(self.head,
+                                                                self))
 
     def remove(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        for h in self._handles:
+            h.remove()
+        self._handles = []
         self._weights = None
 
     def activate(self, weights: Tensor) -> None:
@@ -168,17 +137,110 @@ class PerSampleGradWeighting:
 
         return _Ctx()
 
-    # -- the hook ----------------------------------------------------------
-    def _hook(self, module, args, output):
+    # -- used by the adapter's hooks -----------------------------------------
+    def current_weights(self) -> Optional[Tensor]:
+        """The active weights as float32 (None outside ``active``)."""
         w = self._weights
-        if w is None:
-            return None
+        return None if w is None else w.to(dtype=torch.float32)
+
+    def count_call(self) -> None:
+        """Called by the adapter's hook once per head forward."""
         self.calls += 1
-        if not torch.is_grad_enabled():
-            return None
-        return self.scale_outputs(output, w)
 
     def scale_outputs(self, output, w: Tensor):
-        """Apply :func:`scale_grad_per_sample` to the selected outputs."""
+        """Apply the adapter's per-sample gradient scaling to ``output``."""
         return self.adapter.scale_outputs(self.head, output, self.terms,
                                           w.to(dtype=torch.float32))
+
+
+def split_terms(parts: Sequence[Tuple[str, HeadAdapter]],
+                terms: Union[str, Sequence[str]]) -> List:
+    """Per head of a detector, the terms it weights: ``'all'`` for each, or
+    the named terms split by head (a companion's terms carry its attribute's
+    prefix, ``rpn_head`` -> ``rpn_cls``; the primary head's are plain).
+    Heads with no named term get None (not weighted)."""
+    if isinstance(terms, str) or len(parts) == 1:
+        return [terms] * len(parts) if len(parts) > 1 else [terms]
+    prefixes = [None] + [attr[:-len('head')] if attr.endswith('head') else
+                         attr + '_' for attr, _ in parts[1:]]
+    allowed = {}
+    for i, ((attr, adapter), pre) in enumerate(zip(parts, prefixes)):
+        for t in adapter.terms:
+            allowed[t if pre is None else pre + t] = (i, t)
+    unknown = [t for t in terms if t not in allowed]
+    if unknown:
+        raise ValueError(
+            f'GeneralizedFocalLoss.terms {unknown} are not loss terms of '
+            f'this detector; choose from {sorted(allowed)} (or \'all\')')
+    out: List = [[] for _ in parts]
+    for t in terms:
+        i, name = allowed[t]
+        out[i].append(name)
+    return [o or None for o in out]
+
+
+class DetectorWeighting:
+    """Per-sample weighting of every head whose loss is part of a detector's
+    training loss (:func:`resolve_weighted_heads`): one
+    :class:`PerSampleGradWeighting` per head, activated together.
+
+    ``terms``: as :class:`GeneralizedFocalLoss.terms` (see
+    :func:`split_terms` for two-stage detectors).
+    """
+
+    def __init__(self, detector: nn.Module,
+                 terms: Union[str, Sequence[str]] = 'all') -> None:
+        found = resolve_weighted_heads(detector)
+        self.attrs = [attr for attr, _, _ in found]
+        per_head = split_terms([(a, ad) for a, _, ad in found], terms)
+        self.parts = [
+            PerSampleGradWeighting(head, terms=t, adapter=adapter)
+            for (_, head, adapter), t in zip(found, per_head) if t is not None
+        ]
+        self.head = found[0][1]
+        self.adapter = found[0][2]
+
+    @property
+    def terms(self) -> Tuple[str, ...]:
+        """The weighted terms (companion terms with their prefix)."""
+        out = []
+        for attr, part in zip(self.attrs, self.parts):
+            if part.head is self.head:
+                out += list(part.terms)
+            else:
+                pre = attr[:-len('head')] if attr.endswith('head') else attr
+                out += [pre + t for t in part.terms]
+        return tuple(out)
+
+    @property
+    def heads(self) -> List[str]:
+        return [type(p.head).__name__ for p in self.parts]
+
+    @property
+    def _weights(self) -> Optional[Tensor]:
+        return self.parts[0]._weights if self.parts else None
+
+    @property
+    def calls(self) -> int:
+        """Forwards of the head that was called most (1 when exact)."""
+        return max(p.calls for p in self.parts) if self.parts else 0
+
+    @property
+    def call_counts(self) -> List[int]:
+        return [p.calls for p in self.parts]
+
+    def install(self) -> None:
+        for p in self.parts:
+            p.install()
+
+    def remove(self) -> None:
+        for p in self.parts:
+            p.remove()
+
+    def activate(self, weights: Tensor) -> None:
+        for p in self.parts:
+            p.activate(weights)
+
+    def deactivate(self) -> None:
+        for p in self.parts:
+            p.deactivate()

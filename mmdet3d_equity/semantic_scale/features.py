@@ -14,13 +14,18 @@ docs/semantic_scale.md):
   the head input level that FCOS assigns the object to, sampled at the
   projected 3D centre ``centers_2d``.
 * ``SMOKEMono3DHead``: its single input map, sampled at ``centers_2d``.
+* ``TransFusionHead`` (BEVFusion): its BEV input at the GT box centre.
+* DETR-style query heads with the decoder states as input (mmdet's
+  ``DETRHead`` family): the last decoder layer's embedding of the query
+  that the head's own targets match to the object (read in a forward hook,
+  with the outputs).
 
 Sampling: ``'bilinear'`` (default; ``grid_sample``, border padding, cell
 centres at integer positions) or ``'nearest'`` (the cell that contains the
 point). Objects whose centre falls outside the map are dropped (and
 counted); labels outside [0, num_classes) are dropped.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +39,14 @@ from mmdet3d_equity.models.head_adapters import sample_map  # noqa: F401
 from mmdet3d_equity.models.head_adapters.base import (SAMPLING_MODES,
                                                       as_level_list,
                                                       supported_heads)
+
+
+class HeadCall(NamedTuple):
+    """A head forward seen by :class:`HeadInputCapture` for heads whose
+    object features need the outputs too (query heads: the matched
+    queries): all positional inputs and the output."""
+    inputs: tuple
+    output: Any
 
 
 class UnsupportedDetectorError(UnsupportedHeadError):
@@ -109,9 +122,17 @@ class ObjectFeatureSampler:
         return self.adapter.describe_features(self.head, self.settings)
 
     def __call__(self, feats, data_samples) -> Tuple[Tensor, Tensor]:
-        """``feats``: the head input (tuple/list of (B, C, H, W) maps)."""
-        f, lab, dropped = self.adapter.object_features(
-            self.head, as_level_list(feats), data_samples, self.settings)
+        """``feats``: the head input (tuple/list of (B, C, H, W) maps), or a
+        :class:`HeadCall` (inputs and output) for heads whose adapter reads
+        the outputs too (:class:`HeadInputCapture` gives the right one)."""
+        if isinstance(feats, HeadCall):
+            f, lab, dropped = self.adapter.object_features_from_output(
+                self.head, feats.inputs, feats.output, data_samples,
+                self.settings)
+        else:
+            f, lab, dropped = self.adapter.object_features(
+                self.head, as_level_list(feats), data_samples,
+                self.settings)
         self.num_dropped += int(dropped)
         f = f.detach().float()
         if self.l2_normalize and f.numel():
@@ -125,8 +146,10 @@ class HeadInputCapture:
 
     A forward pre-hook on the detector records ``data_samples`` when it is
     called with ``mode`` in ``modes``; a forward pre-hook on the head then
-    calls ``callback(head_input, data_samples)`` once. :meth:`remove` removes
-    both.
+    calls ``callback(head_input, data_samples)`` once. For heads whose
+    adapter reads the outputs too (``features_use_output``: query heads) a
+    forward hook calls ``callback(HeadCall(inputs, output), data_samples)``
+    instead. :meth:`remove` removes both hooks.
     """
 
     def __init__(self, model, head, callback, modes=('loss', ),
@@ -135,10 +158,15 @@ class HeadInputCapture:
         self.modes = tuple(modes)
         self.training_only = training_only
         self._pending = None
+        try:
+            use_output = adapter_for_head(head).features_use_output(head)
+        except UnsupportedHeadError:
+            use_output = False
         self._handles = [
             model.register_forward_pre_hook(self._model_hook,
                                             with_kwargs=True),
-            head.register_forward_pre_hook(self._head_hook)
+            head.register_forward_hook(self._head_output_hook) if use_output
+            else head.register_forward_pre_hook(self._head_hook)
         ]
 
     def _model_hook(self, module, args, kwargs):
@@ -157,6 +185,13 @@ class HeadInputCapture:
         samples, self._pending = self._pending, None
         with torch.no_grad():
             self.callback(inputs[0], samples)
+
+    def _head_output_hook(self, module, inputs, output):
+        if self._pending is None:
+            return
+        samples, self._pending = self._pending, None
+        with torch.no_grad():
+            self.callback(HeadCall(tuple(inputs), output), samples)
 
     def remove(self) -> None:
         for h in self._handles:

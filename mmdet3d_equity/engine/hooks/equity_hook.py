@@ -13,14 +13,15 @@ detector's dense head and its head adapter (through
 :mod:`mmdet3d_equity.models.head_adapters`), checks that exact weighting is
 possible, claims the EquityDataset of the train dataset (refusing a missing
 wrapper and a second owner such as the EquityWeightedSampler), and installs
-two removable torch hooks:
+removable torch hooks:
 
 * a forward pre-hook on the detector that, for ``mode='loss'`` in training,
   reads ``equity_likelihood`` of every data sample and activates the weights
   w_b = GFL(p_b) (normalised as configured);
-* a forward hook on the head that scales the gradient of sample b's slice of
-  the selected head outputs by w_b, which makes the gradient exactly that of
-  sum_b w_b * L_b (see sample_weighting).
+* the head adapter's hooks (a forward hook on the head, for two-stage
+  detectors also on the RPN and the RoI head's parts) that scale the
+  gradient of sample b's slice of the selected head outputs by w_b, which
+  makes the gradient exactly that of sum_b w_b * L_b (see sample_weighting).
 
 Nothing is added to the model's parameters or buffers: checkpoints,
 ``test.py`` and inference are those of plain mmdet3d. The logged loss values
@@ -39,10 +40,9 @@ from mmdet3d.registry import HOOKS, MODELS
 from mmdet3d_equity.datasets.equity_dataset import (announce_loss_owner,
                                                     find_equity_dataset,
                                                     withdraw_loss_owner)
-from mmdet3d_equity.models.head_adapters import resolve_dense_head
 from mmdet3d_equity.models.losses.generalized_focal_loss import \
     GeneralizedFocalLoss
-from mmdet3d_equity.models.sample_weighting import PerSampleGradWeighting
+from mmdet3d_equity.models.sample_weighting import DetectorWeighting
 
 
 def _unpack_forward_args(args, kwargs):
@@ -75,7 +75,7 @@ class EquityHook(Hook):
                 f'EquityHook.loss must build a GeneralizedFocalLoss '
                 f'(mmdet3d_equity), got {type(self.gfl).__name__}; note that '
                 "mmdet's QualityFocalLoss ('GFL' in mmdet) is unrelated")
-        self.weighting: Optional[PerSampleGradWeighting] = None
+        self.weighting: Optional[DetectorWeighting] = None
         self._handles = []
         self._batch_weights: Optional[torch.Tensor] = None
         self._equity = None
@@ -93,9 +93,7 @@ class EquityHook(Hook):
         """
         self.remove()
         detector = model.module if is_model_wrapper(model) else model
-        head, adapter = resolve_dense_head(detector)
-        self.weighting = PerSampleGradWeighting(head, terms=self.gfl.terms,
-                                                adapter=adapter)
+        self.weighting = DetectorWeighting(detector, terms=self.gfl.terms)
         if train_dataset is not None:
             self._check_dataset(train_dataset, sampler)
         elif (self.gfl.normalisation == 'dataset'
@@ -110,8 +108,9 @@ class EquityHook(Hook):
         self._handles.append(
             detector.register_forward_hook(self._post_forward))
         print_log(
-            f'EquityHook: exact per-sample weighting of {type(head).__name__}'
-            f' terms {list(self.weighting.terms)} with {self.gfl!r}',
+            f'EquityHook: exact per-sample weighting of '
+            f'{" + ".join(self.weighting.heads)} terms '
+            f'{list(self.weighting.terms)} with {self.gfl!r}',
             'current')
 
     def _check_dataset(self, dataset, sampler) -> None:
@@ -181,13 +180,14 @@ class EquityHook(Hook):
 
     def _post_forward(self, module, args, output):
         active = self.weighting._weights is not None
-        calls = self.weighting.calls
+        calls = self.weighting.call_counts
         self.weighting.deactivate()
-        if active and calls != 1:
+        if active and any(c != 1 for c in calls):
             raise RuntimeError(
-                f'EquityHook: the head ran {calls} times in one loss '
-                'forward; the per-sample weighting is only exact when the '
-                'loss comes from exactly one head forward')
+                f'EquityHook: the heads {self.weighting.heads} ran {calls} '
+                'times in one loss forward; the per-sample weighting is only '
+                'exact when the loss comes from exactly one forward of each '
+                'head')
         return None
 
     # -- mmengine hooks ------------------------------------------------------

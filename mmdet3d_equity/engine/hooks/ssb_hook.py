@@ -152,6 +152,7 @@ class SemanticScaleBalanceHook(Hook):
         model = model.module if is_model_wrapper(model) else model
         head = find_head(model)
         adapter = adapter_for_head(head)
+        adapter.check_ssb(head)
         self.ssb = HeadSSB(head, adapter)
         try:
             self.num_classes = self.ssb.loss.num_classes

@@ -45,6 +45,8 @@ import torch.nn.functional as F
 from mmengine.registry import Registry
 from torch import Tensor, nn
 
+from .grad_scale import scale_grad_per_sample
+
 HEAD_ADAPTERS = Registry('head adapter', scope='mmdet3d_equity')
 
 # Detector attributes of heads whose losses the per-sample weighting of one
@@ -158,6 +160,16 @@ class HeadAdapter:
 
     #: the head class this adapter describes
     head_class: Optional[type] = None
+    #: for heads outside the installed wheels (mmdetection3d's projects/,
+    #: user repositories): the class name, matched along the head's MRO when
+    #: the plugin meets a built head, so that registering the adapter never
+    #: imports the head's code; set either this or ``head_class``
+    head_class_name: Optional[str] = None
+    #: detector attributes of further heads whose losses are part of the
+    #: detectors' training loss and that are weighted by their own adapters
+    #: (two-stage detectors: ``('rpn_head', )``); their terms are named
+    #: with the attribute's prefix (``rpn_cls``)
+    companions: Tuple[str, ...] = ()
     #: detector type name -> attribute holding this head, for detectors whose
     #: whole training loss is this head's loss (exact per-sample weighting)
     detectors: Dict[str, str] = {}
@@ -173,17 +185,54 @@ class HeadAdapter:
     feature_kind: str = 'custom'
 
     def __repr__(self) -> str:
-        head = getattr(self.head_class, '__name__', None)
-        return f'{type(self).__name__}(head_class={head})'
+        return f'{type(self).__name__}(head_class={self.head_name()})'
+
+    @classmethod
+    def head_name(cls) -> Optional[str]:
+        """Name of the described head class."""
+        if cls.head_class is not None:
+            return cls.head_class.__name__
+        return cls.head_class_name
+
+    @classmethod
+    def describes(cls, klass: type) -> bool:
+        """Whether this adapter describes exactly ``klass`` (by identity, or
+        by name for a :attr:`head_class_name` adapter)."""
+        if cls.head_class is not None:
+            return klass is cls.head_class
+        return (cls.head_class_name is not None
+                and klass.__name__ == cls.head_class_name)
+
+    def check_ssb(self, head: nn.Module) -> None:
+        """Refuse ``head`` for SSB if its classification loss is not the
+        module at :attr:`cls_loss` (default: accept)."""
+
+    def install_weighting(self, head: nn.Module, weighting) -> List:
+        """Install the torch hooks of per-sample weighting on ``head`` and
+        return their handles. Default: one forward hook on the head that
+        counts the call and scales the outputs (:meth:`scale_outputs`).
+        ``weighting`` provides ``current_weights()`` (None when inactive),
+        ``count_call()`` and ``terms``."""
+
+        def hook(module, args, output):
+            w = weighting.current_weights()
+            if w is None:
+                return None
+            weighting.count_call()
+            if not torch.is_grad_enabled():
+                return None
+            return self.scale_outputs(head, output, weighting.terms, w)
+
+        return [head.register_forward_hook(hook)]
 
     # -- per-sample weighting (DatasetEquity) -------------------------------
     def check_weighting(self, head: nn.Module) -> None:
         """Refuse ``head`` if its per-sample weighting cannot be exact."""
-        if not self.weight_subclasses and type(head) is not self.head_class:
+        if not self.weight_subclasses and not self.describes(type(head)):
             raise UnsupportedHeadError(
                 f'DatasetEquity per-sample weighting does not support '
                 f'{type(head).__module__}.{type(head).__name__}, a subclass '
-                f'of {self.head_class.__name__}: subclasses are refused '
+                f'of {self.head_name()}: subclasses are refused '
                 'because they may couple samples in their loss. Register an '
                 'adapter '
                 f'for it ({EXTENDING_DOC}) or train with the resampling mode '
@@ -218,8 +267,6 @@ class HeadAdapter:
         Default: ``forward`` returns one entry per name in :attr:`terms`,
         each a list over levels of batch-first tensors (or None).
         """
-        from mmdet3d_equity.models.sample_weighting import \
-            scale_grad_per_sample
         names = self.terms
         name = type(head).__name__
         if not isinstance(output, (tuple, list)) or len(output) != len(names):
@@ -264,6 +311,20 @@ class HeadAdapter:
                           settings: FeatureSettings) -> str:
         return f'{type(head).__name__}: {self.feature_kind} features'
 
+    def features_use_output(self, head: nn.Module) -> bool:
+        """Whether object features need the head's outputs as well (then
+        :meth:`object_features_from_output` is called from a forward hook
+        instead of :meth:`object_features` from a forward pre-hook)."""
+        return False
+
+    def object_features_from_output(self, head: nn.Module, inputs: tuple,
+                                    output, data_samples,
+                                    settings: FeatureSettings
+                                    ) -> Tuple[Tensor, Tensor, int]:
+        """As :meth:`object_features`, from the head's forward ``inputs``
+        (all positional arguments) and its ``output``."""
+        raise NotImplementedError
+
     def object_features(self, head: nn.Module, feats: List[Tensor],
                         data_samples, settings: FeatureSettings
                         ) -> Tuple[Tensor, Tensor, int]:
@@ -272,6 +333,26 @@ class HeadAdapter:
         ``(B, C, H, W)`` levels), and the number of objects dropped because
         they fall outside the map."""
         raise NotImplementedError
+
+
+class RefusedHeadAdapter(HeadAdapter):
+    """A head family the plugin knows and refuses, with the reason and the
+    fix (:attr:`reason`): weighting, SSB and object features all raise."""
+
+    reason: str = ''
+
+    def refuse(self, what: str):
+        raise UnsupportedHeadError(
+            f'{what} does not support {self.head_name()}: {self.reason}')
+
+    def check_weighting(self, head):
+        self.refuse('DatasetEquity per-sample weighting')
+
+    def check_ssb(self, head):
+        self.refuse('Semantic-scale-balanced training')
+
+    def setup_features(self, model, head, settings):
+        self.refuse('Semantic-scale object features')
 
 
 class BEVHeadAdapter(HeadAdapter):
@@ -335,15 +416,17 @@ def registered_adapters() -> List[Type[HeadAdapter]]:
 
 
 def supported_heads() -> List[str]:
-    return sorted(cls.head_class.__name__ for cls in registered_adapters()
-                  if cls.head_class is not None)
+    return sorted(cls.head_name() for cls in registered_adapters()
+                  if cls.head_name() is not None
+                  and not issubclass(cls, RefusedHeadAdapter))
 
 
 def adapter_for_head(head: nn.Module) -> HeadAdapter:
-    """The adapter of the most specific registered class of ``head``."""
+    """The adapter of the most specific registered class of ``head`` (by
+    class, or by class name for adapters of heads outside the wheels)."""
     adapters = registered_adapters()
     for cls in type(head).__mro__:
-        found = [a for a in adapters if a.head_class is cls]
+        found = [a for a in adapters if a.describes(cls)]
         if len(found) > 1:
             raise UnsupportedHeadError(
                 f'{len(found)} head adapters are registered for '
@@ -380,8 +463,17 @@ def find_head(model: nn.Module) -> nn.Module:
 
 def resolve_dense_head(detector: nn.Module
                        ) -> Tuple[nn.Module, HeadAdapter]:
-    """The dense head whose loss is the detector's whole training loss, and
-    its adapter (for exact per-sample weighting)."""
+    """The primary head of exact per-sample weighting and its adapter: the
+    head whose loss (together with its adapter's :attr:`companions`) is the
+    detector's whole training loss."""
+    return resolve_weighted_heads(detector)[0][1:]
+
+
+def resolve_weighted_heads(detector: nn.Module
+                           ) -> List[Tuple[str, nn.Module, HeadAdapter]]:
+    """Every head whose loss is part of the detector's training loss, as
+    ``(attribute, head, adapter)``: the primary head first, then its
+    adapter's companions (two-stage detectors: the RPN)."""
     name = type(detector).__name__
     adapters = registered_adapters()
     attrs = sorted({a.detectors[name] for a in adapters
@@ -410,13 +502,25 @@ def resolve_dense_head(detector: nn.Module
             f'(it names {sorted(adapter.detectors)}); add it to the '
             f'adapter\'s detectors if {name}\'s training loss is exactly '
             f'that head\'s loss ({EXTENDING_DOC}).')
+    covered = (attr, ) + tuple(adapter.companions)
     for other in OTHER_LOSS_HEADS:
-        if getattr(detector, other, None) is not None:
+        if other not in covered and getattr(detector, other,
+                                            None) is not None:
             raise UnsupportedHeadError(
                 f'EquityHook: {name} has a {other}, whose losses the '
                 'per-sample weighting does not cover; exact weighting needs '
-                f'a detector whose only loss is its {attr}.')
-    return head, adapter
+                f'a detector whose only loss is its {" + ".join(covered)}.')
+    found = [(attr, head, adapter)]
+    for other in adapter.companions:
+        companion = getattr(detector, other, None)
+        if companion is None:
+            raise UnsupportedHeadError(
+                f'EquityHook: {name} has no {other}, which '
+                f'{type(adapter).__name__} weights together with its {attr}'
+                '; per-sample weighting supports this detector only in its '
+                'stock two-stage form.')
+        found.append((other, companion, adapter_for_head(companion)))
+    return found
 
 
 def check_square_stride(sx: float, sy: float, what: str) -> None:

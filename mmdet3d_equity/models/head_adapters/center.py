@@ -2,6 +2,7 @@
 from mmdet3d.models.dense_heads import CenterHead
 
 from .base import HEAD_ADAPTERS, BEVHeadAdapter, UnsupportedHeadError
+from .grad_scale import scale_grad_per_sample
 
 
 @HEAD_ADAPTERS.register_module()
@@ -27,8 +28,6 @@ class CenterHeadAdapter(BEVHeadAdapter):
         return tuple(t for t in self.terms if t in present)
 
     def scale_outputs(self, head, output, terms, w):
-        from mmdet3d_equity.models.sample_weighting import \
-            scale_grad_per_sample
         if not isinstance(output, (tuple, list)):
             raise RuntimeError(
                 f'CenterHead.forward returned {type(output).__name__}; '
