@@ -13,3 +13,4 @@ from .pgd import PGDHeadAdapter  # noqa: F401
 from .smoke import SMOKEMono3DHeadAdapter  # noqa: F401
 from .query import (DETRHeadAdapter, QueryHeadAdapter,  # noqa: F401
                     register_query_head)
+from .transfusion import TransFusionHeadAdapter  # noqa: F401

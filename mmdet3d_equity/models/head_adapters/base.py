@@ -46,6 +46,7 @@ from mmengine.registry import Registry
 from torch import Tensor, nn
 
 from .grad_scale import scale_grad_per_sample
+from ...utils.errors import UnsupportedHeadError  # noqa: F401
 
 HEAD_ADAPTERS = Registry('head adapter', scope='mmdet3d_equity')
 
@@ -58,10 +59,6 @@ OTHER_LOSS_HEADS = ('img_rpn_head', 'img_roi_head', 'img_bbox_head',
 DEFAULT_HEAD_ATTRS = ('pts_bbox_head', 'bbox_head')
 SAMPLING_MODES = ('bilinear', 'nearest')
 EXTENDING_DOC = 'docs/extending.md'
-
-
-class UnsupportedHeadError(TypeError):
-    """The plugin has no (exact) way to handle this head or detector."""
 
 
 # ---------------------------------------------------------------------------
