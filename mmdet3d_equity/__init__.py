@@ -12,7 +12,7 @@ from .utils.compat import apply_compat
 apply_compat()  # before anything builds mmdet3d pipelines
 # what training needs; the scoring pipeline, the figures and the tiny-data
 # generators (equity_tiny_data) are imported only by the tools that use them
-from . import datasets, engine, evaluation, models, semantic_scale  # noqa: F401,E501  (registers modules)
+from . import datasets, engine, evaluation, models  # noqa: F401 (registers)
 from .models.losses.equity_weight import equity_weight  # noqa: F401
 from .semantic_scale.measures import semantic_scale  # noqa: F401
 

@@ -20,9 +20,9 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def load_tool(name):
-    """A fresh module object of tools/<name>.py."""
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    """A fresh module object of the tool ``mmdet3d_equity.cli.<name>``
+    (what tools/<name>.py runs)."""
+    spec = importlib.util.find_spec(f'mmdet3d_equity.cli.{name}')
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -1,4 +1,4 @@
-"""tools/benchmark.py and mmdet3d_equity.benchmark: reading
+"""tools/compare_arms.py and mmdet3d_equity.benchmark: reading
 metrics, seed statistics against independent computations, reports from
 existing per-seed results, preflight refusals before any training, and a
 short real train+test benchmark that resumes."""
@@ -19,8 +19,7 @@ from mmdet3d_equity.evaluation.results import (ResultsError, load_metrics,
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KITTI_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
-sys.path.insert(0, osp.join(REPO, 'tools'))
-import benchmark as bm_tool  # noqa: E402
+from mmdet3d_equity.cli import compare_arms as bm_tool  # noqa: E402
 
 
 KITTI_CLASSES = ['Pedestrian', 'Cyclist', 'Car', 'Person_sitting']
@@ -408,7 +407,7 @@ def test_train_benchmark_resumes_and_refuses_changed_runs(tiny_kitti_root,
     spec = _spec_file(tmp_path, tiny_kitti_root,
                       [dict(name='same', config=KITTI_CFG, cfg_options=FEW)])
     work = tmp_path / 'wd'
-    cmd = [sys.executable, 'tools/benchmark.py', '--spec', spec,
+    cmd = [sys.executable, 'tools/compare_arms.py', '--spec', spec,
            '--work-dir', str(work), '--jobs', '2', '--seeds', '0']
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -431,7 +430,7 @@ def test_train_benchmark_resumes_and_refuses_changed_runs(tiny_kitti_root,
         name='same', config=KITTI_CFG,
         cfg_options=dict(FEW, **{'optim_wrapper.optimizer.lr': 0.001}))],
         'spec2.py')
-    proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--spec',
+    proc = subprocess.run([sys.executable, 'tools/compare_arms.py', '--spec',
                            spec2, '--work-dir', str(work), '--seeds', '0',
                            '--overwrite'],
                           cwd=REPO, capture_output=True, text=True)

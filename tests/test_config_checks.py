@@ -5,7 +5,6 @@ top-level equity variables) are refused naming the right key; the
 GeneralizedFocalLoss and the SSB loss placed in a model say where they
 belong (issue 10, items 3 and 12; issue 11, item 3)."""
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -24,11 +23,7 @@ GS_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class_gfl-ssb.py'
 def train_tool(monkeypatch):
     monkeypatch.setenv('EQUITY_TINY_KITTI', '/data/tiny_kitti')
     monkeypatch.chdir(REPO)
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    try:
-        import train
-    finally:
-        sys.path.pop(0)
+    from mmdet3d_equity.cli import train
     return train
 
 

@@ -2,7 +2,6 @@
 rules on synthetic analyses (choice of the arm, the conclusion, weight
 ratios, oracle eta) and a reduced study end to end on a toy dataset."""
 import os.path as osp
-import sys
 
 import pytest
 
@@ -157,8 +156,7 @@ def test_unknown_arm_names_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_reduced_study_end_to_end(tmp_path):
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    import efficacy_study
+    from mmdet3d_equity.cli import efficacy_study
     # the smallest study that takes every step: baseline and the published
     # arm, one selection seed and one confirmation seed (the oracle arms'
     # weights are checked without training in test_weight_ratio_and_...)

@@ -1,13 +1,7 @@
 """tools/compute_likelihoods.py argument handling (no data needed)."""
-import os.path as osp
-import sys
-
 import pytest
 
-sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                            'tools'))
-
-from compute_likelihoods import build_kwargs, parse_args  # noqa: E402
+from mmdet3d_equity.cli.compute_likelihoods import build_kwargs, parse_args
 
 
 def kw(*argv):

@@ -66,16 +66,12 @@ def test_pearson_and_atomic_write(tmp_path):
 
 
 def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path, capsys):
-    import importlib.util
     from mmengine.config import Config
     from mmengine.logging import MMLogger
 
     from mmdet3d_equity.analysis.semantic_scale import measurement_dataset_cfg
+    from mmdet3d_equity.cli import semantic_scale as tool
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location(
-        'ssb_tool', osp.join(root, 'tools', 'semantic_scale.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     cfg_path = osp.join(root, 'configs', 'tiny',
                         'pointpillars_tiny-kitti-3class_ssb.py')
     (tmp_path / 'semantic_scale.json').write_text('{}')

@@ -307,11 +307,7 @@ def test_slice_metric_with_likelihood_bins_of_the_val_split(scored):
 
 
 def test_compute_likelihoods_cli_options():
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    try:
-        import compute_likelihoods as tool
-    finally:
-        sys.path.pop(0)
+    from mmdet3d_equity.cli import compute_likelihoods as tool
     kw = tool.build_kwargs(tool.parse_args([
         KITTI_CFG, '--out', 'x.npz', '--save-scorer', '--score-split', 'val',
         '--slice-file', 'frame_modes.json']))

@@ -1,65 +1,7 @@
 """Run the efficacy study of DatasetEquity on tiny KITTI and write its report.
-
-    python tools/efficacy_study.py [--reduced] [--jobs 2] [--overwrite]
-        [--data-root data/tiny_kitti_study] [--work-dir work_dirs/efficacy]
-        [--doc docs/efficacy.md]
-
-Generates the study's dataset (rare 'fog' in train, enriched in val),
-scores it, trains and tests the baseline and every method arm over the
-selection seeds, chooses the best deployable arm by a fixed rule, confirms
-it on other seeds, and writes the report (docs/efficacy.md). Finished runs
-are reused, so an interrupted study resumes. ``--reduced`` runs the same
-steps at a toy size in minutes (its own data root, work dir and report,
-default under work_dirs/efficacy_reduced/). See equity_tiny_data/study.py.
-"""
-import argparse
-import os.path as osp
-import sys
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='DatasetEquity efficacy study '
-                                'on tiny KITTI')
-    p.add_argument('--reduced', action='store_true',
-                   help='the same steps at a toy size (minutes)')
-    p.add_argument('--data-root', help='study dataset (created if missing)')
-    p.add_argument('--work-dir', help='runs and benchmark reports')
-    p.add_argument('--doc', help='the report to write')
-    p.add_argument('--jobs', type=int, default=2,
-                   help='trainings at a time (each with cores/jobs threads)')
-    p.add_argument('--overwrite', action='store_true',
-                   help='replace an existing report (runs are reused)')
-    args = p.parse_args(argv)
-    base = 'efficacy_reduced' if args.reduced else 'efficacy'
-    args.data_root = args.data_root or osp.join(
-        'data', 'tiny_kitti_study_reduced' if args.reduced else
-        'tiny_kitti_study')
-    args.work_dir = args.work_dir or osp.join('work_dirs', base)
-    args.doc = args.doc or (osp.join(args.work_dir, 'efficacy.md')
-                            if args.reduced else osp.join('docs',
-                                                          'efficacy.md'))
-    if args.jobs < 1:
-        p.error('--jobs must be >= 1')
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    from mmdet3d_equity.studies.efficacy.study import (FULL, REDUCED, StudyDataError,
-                                        run_study)
-    from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
-    from mmdet3d_equity.evaluation.results import ResultsError
-    try:
-        return run_study(osp.abspath(args.data_root),
-                         osp.abspath(args.work_dir), args.doc,
-                         REDUCED if args.reduced else FULL, jobs=args.jobs,
-                         overwrite=args.overwrite)
-    except TOOL_ERRORS + (ResultsError, StudyDataError) as e:
-        sys.exit(report_error('efficacy_study.py', e))
-
+The same tool as ``python -m mmdet3d_equity.cli.efficacy_study``; ``--help``
+lists its options."""
+from mmdet3d_equity.cli.efficacy_study import main
 
 if __name__ == '__main__':
     main()

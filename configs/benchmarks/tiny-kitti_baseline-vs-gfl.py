@@ -1,4 +1,4 @@
-# A benchmark spec (python tools/benchmark.py --spec THIS_FILE): the baseline
+# A benchmark spec (python tools/compare_arms.py --spec THIS_FILE): the baseline
 # against DatasetEquity as published, with dataset normalisation, and with a
 # smaller eta, on the tiny KITTI dataset of the README's quick start
 # (python tools/create_tiny_dataset.py kitti --out data/tiny_kitti, then

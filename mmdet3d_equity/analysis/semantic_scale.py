@@ -28,6 +28,7 @@ from typing import Dict, Optional
 
 from ..utils.fileio import OutputExistsError, atomic_write_json, check_output_dir
 from ..utils.config import ensure_checkpoint, load_config
+from ..utils.errors import SemanticScaleError  # noqa: F401
 
 #: random augmentations dropped from the train pipeline for measurement
 RANDOM_TRANSFORMS = frozenset({
@@ -41,10 +42,6 @@ RANDOM_TRANSFORMS = frozenset({
 REPORT = 'semantic_scale.json'
 FIGURES = ('count_vs_scale.png', 'marginal_effect.png')
 SAMPLING = ('bilinear', 'nearest')
-
-
-class SemanticScaleError(ValueError):
-    """A semantic-scale measurement that cannot run, with the fix."""
 
 
 def default_out_dir(config: str) -> str:

@@ -6,10 +6,7 @@ import re
 from typing import Dict, Optional, Sequence
 
 import numpy as np
-
-
-class EvalResultError(ValueError):
-    """An evaluation result file that cannot be read as per-class AP."""
+from ..utils.errors import EvalResultError  # noqa: F401
 
 
 def _load_json_any(path: str) -> dict:

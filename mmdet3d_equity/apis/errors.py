@@ -2,16 +2,10 @@
 <message>``, exit status 2) instead of a traceback: each names the problem
 and the fix (catalogue: docs/errors.md). Anything else is a bug and keeps
 its traceback."""
-from ..utils.fileio import OutputError
-from ..scoring.clustering import ScoringError  # EmbeddingError, Checkpoint...
-from ..utils.likelihood_file import LikelihoodFileError
-from ..analysis.semantic_scale_report import EvalResultError
-from ..utils.config import ConfigError
-from ..analysis.semantic_scale import SemanticScaleError
+from ..utils.errors import EquityError
 
-#: for ``except TOOL_ERRORS as e``
-TOOL_ERRORS = (ConfigError, OutputError, LikelihoodFileError, ScoringError,
-               EvalResultError, SemanticScaleError)
+#: for ``except TOOL_ERRORS as e``: every error of the package
+TOOL_ERRORS = (EquityError, )
 
 
 def report_error(tool: str, error: BaseException) -> int:

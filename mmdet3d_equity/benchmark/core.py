@@ -1,6 +1,6 @@
 """The benchmark: preflight, runs, analysis (see docs/benchmark.md).
 
-:func:`run_benchmark` is what ``tools/benchmark.py`` calls:
+:func:`run_benchmark` is what ``tools/compare_arms.py`` calls:
 
 1. **preflight** (before any training): every config arm's config loads
    with its options, its train dataset builds (an EquityDataset validates

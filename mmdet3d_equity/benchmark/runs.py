@@ -32,14 +32,11 @@ from typing import Dict, List, Optional
 from ..utils.fileio import atomic_write_json
 from ..evaluation.results import ResultsError, find_metrics_json
 from .spec import Arm, Spec, SpecError, merged_options, options_as_args
+from ..utils.errors import RunError  # noqa: F401
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-TOOLS = osp.join(ROOT, 'tools')
-
-
-class RunError(SpecError):
-    """A training or test run failed; names the log to read."""
+#: the installed tools the runs start (``python -m ...``): no checkout needed
+TRAIN_TOOL = 'mmdet3d_equity.cli.train'
+TEST_TOOL = 'mmdet3d_equity.cli.test'
 
 
 def _log(msg: str) -> None:
@@ -87,9 +84,10 @@ class Run:
     def __init__(self, spec: Spec, arm: Arm, seed: int, work_dir: str):
         self.spec, self.arm, self.seed = spec, arm, seed
         if arm.kind == 'results':
-            self.dir = osp.join(arm.results, f'seed{seed}')
+            self.dir = osp.abspath(osp.join(arm.results, f'seed{seed}'))
         else:
-            self.dir = osp.join(work_dir, arm.name, f'seed{seed}')
+            self.dir = osp.abspath(osp.join(work_dir, arm.name,
+                                            f'seed{seed}'))
         self.train_dir = osp.join(self.dir, 'train')
         self.test_dir = osp.join(self.dir, 'test')
         self.record_path = osp.join(self.dir, 'run.json')
@@ -147,8 +145,9 @@ class Run:
                            f'({marker} missing; see {self.log_path})')
         with open(marker) as f:
             ckpt = f.read().strip()
-        if not osp.isabs(ckpt):
-            ckpt = osp.join(ROOT, ckpt)
+        # runs start in the benchmark's working directory (configs' relative
+        # data roots mean the same to every run)
+        ckpt = osp.abspath(ckpt)
         if not osp.isfile(ckpt):
             raise RunError(f'{self.name}: checkpoint {ckpt!r} named in '
                            f'{marker} does not exist')
@@ -165,10 +164,10 @@ class Run:
         opts.append(f'randomness.seed={self.seed}')
         py = sys.executable
         if step == 'train':
-            return [py, osp.join(TOOLS, 'train.py'), self.arm.config,
+            return [py, '-m', TRAIN_TOOL, osp.abspath(self.arm.config),
                     '--work-dir', self.train_dir, '--resume',
                     '--cfg-options'] + opts
-        return [py, osp.join(TOOLS, 'test.py'), self.arm.config,
+        return [py, '-m', TEST_TOOL, osp.abspath(self.arm.config),
                 self.checkpoint(), '--work-dir', self.test_dir,
                 '--cfg-options'] + opts
 
@@ -208,8 +207,7 @@ class _Job:
             self.run._write('training', started=time.time())
         self.t0 = time.time()
         self.proc = subprocess.Popen(cmd, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=ROOT)
+                                     stderr=subprocess.STDOUT, env=self.env)
 
     def poll(self) -> Optional[bool]:
         """None: running; True: all steps done; False: next step started."""

@@ -29,16 +29,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ..evaluation.results import ResultsError
+from ..utils.errors import SpecError  # noqa: F401
 
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]*$')
 SPEC_KEYS = {'seeds', 'metric', 'env', 'cfg_options', 'train_slices',
              'baseline', 'arms', 'primary', 'work_dir', 'confidence',
              'description'}
-
-
-class SpecError(ResultsError):
-    """A benchmark specification that cannot be run, with the fix."""
 
 
 @dataclass

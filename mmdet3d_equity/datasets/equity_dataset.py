@@ -47,6 +47,7 @@ from mmdet3d.registry import DATASETS
 from mmdet3d_equity.utils import (LikelihoodFileError, dataset_fingerprint,
                                     load_likelihood_file,
                                     dataset_sample_identity)
+from ..utils.errors import SampleFileError  # noqa: F401
 
 MISSING_POLICIES = ('error', 'max_weight', 'min_weight')
 # the likelihood used for an id absent from the file under each policy
@@ -88,10 +89,6 @@ def withdraw_loss_owner(owner) -> None:
     """Undo :func:`announce_loss_owner` (the EquityHook after its run)."""
     for owners in _ANNOUNCED.values():
         owners.discard(owner)
-
-
-class SampleFileError(ValueError):
-    """A training sample's data file is missing, empty or truncated."""
 
 
 def _as_id(identity) -> str:

@@ -25,6 +25,7 @@ import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple
+from ..utils.errors import ResultsError  # noqa: F401
 
 KITTI_DEFAULT_METRIC = '3D_AP40_moderate_strict'
 NUS_DEFAULT_METRIC = 'AP'
@@ -45,10 +46,6 @@ KITTI_EXPECTED = ("KittiMetric keys such as 'Kitti metric/pred_instances_3d/"
                   "KITTI/Car_3D_AP40_moderate_strict'")
 NUS_EXPECTED = ("NuScenesMetric keys such as 'NuScenes metric/"
                 "pred_instances_3d_NuScenes/car_AP_dist_2.0'")
-
-
-class ResultsError(ValueError):
-    """Results that cannot be read or do not hold what was asked for."""
 
 
 # --------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import numpy as np
 from mmengine.registry import Registry
 
 from .slice_keys import check_slice_name
+from ..utils.errors import SliceError  # noqa: F401
 
 SLICE_FILE_FORMAT = 'mmdet3d_equity.slices'
 SLICE_FILE_VERSION = 1
@@ -42,11 +43,6 @@ SLICE_FILE_VERSION = 1
 SLICE_SOURCES = Registry('slice source')
 
 Slices = Dict[str, Set[str]]
-
-
-class SliceError(ValueError):
-    """A slice source or slice configuration that cannot be used, with the
-    fix."""
 
 
 # ------------------------------------------------------------ slice files

@@ -28,6 +28,7 @@ import math
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
+from ..utils.errors import ScoringError  # noqa: F401
 
 LIKELIHOOD_DEFS = ('largest', 'fraction', 'density')
 REDUCER_TYPES = ('none', 'pca')
@@ -52,10 +53,6 @@ CLUSTERER_PRESETS = dict(
     dbscan=dict(type='dbscan'),
     hdbscan=dict(type='hdbscan'),
 )
-
-
-class ScoringError(ValueError):
-    """Bad input to the scoring pipeline, with what to do about it."""
 
 
 def _estimator_classes():

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 
 from .clustering import ScoringError
+from ..utils.errors import (CheckpointMismatchError,  # noqa: F401
+                            EmbeddingError)
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -43,15 +45,6 @@ DEFAULT_BACKBONE = dict(type='mmdet.ResNet', depth=50, num_stages=4,
                         norm_eval=True, style='pytorch')
 RESIZE_MODES = ('squash', 'letterbox')
 AMP_DTYPES = ('float16', 'bfloat16')
-
-
-class EmbeddingError(ScoringError):
-    """An input that cannot be embedded, with what to do about it."""
-
-
-class CheckpointMismatchError(EmbeddingError):
-    """A checkpoint whose weights do not fit the model built from the
-    config."""
 
 
 # ----------------------------------------------------------- checkpoints

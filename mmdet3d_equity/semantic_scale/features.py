@@ -39,6 +39,7 @@ from mmdet3d_equity.models.head_adapters import sample_map  # noqa: F401
 from mmdet3d_equity.models.head_adapters.base import (SAMPLING_MODES,
                                                       as_level_list,
                                                       supported_heads)
+from ..utils.errors import UnsupportedDetectorError  # noqa: F401
 
 
 class HeadCall(NamedTuple):
@@ -47,10 +48,6 @@ class HeadCall(NamedTuple):
     queries): all positional inputs and the output."""
     inputs: tuple
     output: Any
-
-
-class UnsupportedDetectorError(UnsupportedHeadError):
-    """The detector has no head the semantic-scale features support."""
 
 
 def find_head(model):

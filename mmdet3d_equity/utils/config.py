@@ -4,10 +4,10 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
+from .errors import ConfigError  # noqa: F401
 
-
-class ConfigError(ValueError):
-    """A config file or option that cannot be used, with the fix."""
+#: the installed package's folder (mmdet3d_equity/)
+PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
@@ -79,3 +79,20 @@ def parse_runner_args(parser, argv=None):
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def package_config(name: str) -> str:
+    """The path of a config shipped with the package (``configs/<name>`` of
+    the source tree, installed as ``mmdet3d_equity/.mim/configs/<name>``;
+    the same layout MMDetection3D uses for its own configs), e.g.
+    ``package_config('tiny/pointpillars_tiny-kitti-3class.py')``. The
+    ``_base_`` references of those configs are relative, so they resolve
+    inside the installed tree."""
+    path = osp.join(PACKAGE_DIR, '.mim', 'configs', name)
+    if not osp.exists(path):
+        raise ConfigError(
+            f'config {name!r} is not shipped with this installation of '
+            f'mmdet3d-equity ({path} missing); reinstall the package '
+            '(pip install mmdet3d-equity, or `pip install -e .` in a '
+            'checkout), or pass the config by its path')
+    return path

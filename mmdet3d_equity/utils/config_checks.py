@@ -16,7 +16,17 @@ built, so that what runs is what the (saved) config says.
 """
 from typing import Dict, List, Optional
 
-from .config import ConfigError
+from .errors import ConfigError
+
+#: why a GeneralizedFocalLoss in a head is refused, and where it belongs
+MISPLACED = (
+    'GeneralizedFocalLoss is not a head loss: it turns each sample\'s '
+    'likelihood p into a weight W(p) of all its loss terms. Keep the stock '
+    'loss in the head (model...loss_cls) and configure it once in '
+    "custom_hooks = [dict(type='EquityHook', loss=dict("
+    "type='GeneralizedFocalLoss', eta=..., gamma=...))] (or in "
+    "train_dataloader.sampler = dict(type='EquityWeightedSampler', "
+    'loss=...) for the resampling mode); see docs/equity_training.md.')
 
 # What MMEngine's Runner (from_cfg, wrap_model, train) reads from a config,
 # plus runner_type (tools/train.py, tools/test.py).
@@ -124,8 +134,6 @@ def check_model_losses(cfg) -> None:
         if isinstance(node, dict):
             name = _type_name(node)
             if name in GFL_TYPES:
-                from mmdet3d_equity.models.losses.generalized_focal_loss \
-                    import MISPLACED
                 raise ConfigError(f'{path} is a GeneralizedFocalLoss. '
                                   f'{MISPLACED}')
             if name in SSB_TYPES:

@@ -22,6 +22,7 @@ import os.path as osp
 import tempfile
 import threading
 from typing import Iterator, Optional
+from .errors import OutputError, OutputExistsError  # noqa: F401
 
 __all__ = [
     'OutputError', 'OutputExistsError', 'check_output_dir',
@@ -31,14 +32,6 @@ __all__ = [
 ]
 
 _UMASK_LOCK = threading.Lock()
-
-
-class OutputError(OSError):
-    """An output that cannot be written, with the fix."""
-
-
-class OutputExistsError(OutputError, FileExistsError):
-    """The output exists and the caller did not ask to overwrite it."""
 
 
 def _umask() -> int:

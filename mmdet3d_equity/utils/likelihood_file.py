@@ -62,6 +62,7 @@ import numpy as np
 
 from .fileio import atomic_write_bytes
 from .identity import dataset_fingerprint
+from .errors import LikelihoodFileError  # noqa: F401
 
 FORMAT = 'mmdet3d_equity.likelihoods'
 FORMAT_VERSION = 2
@@ -80,10 +81,6 @@ REQUIRED_KEYS = ('format', 'format_version', 'id_key', 'sample_ids',
 _ZIP_MAGIC = b'PK\x03\x04'
 _ARRAY_REF = '__array__'
 _ARRAY_PREFIX = 'array/'
-
-
-class LikelihoodFileError(ValueError):
-    """A likelihood file that is missing, malformed or does not match."""
 
 
 def package_versions() -> Dict[str, str]:

@@ -1,4 +1,4 @@
-"""Plots of a multi-seed benchmark (``tools/benchmark.py``).
+"""Plots of a multi-seed benchmark (``tools/compare_arms.py``).
 
 matplotlib with the Agg backend; every PNG is written atomically.
 """

@@ -23,17 +23,10 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
 
+from ...utils.config_checks import MISPLACED
 from .equity_weight import check_weight_param, equity_weight
 
 NORMALISATIONS = ('none', 'dataset')
-MISPLACED = (
-    'GeneralizedFocalLoss is not a head loss: it turns each sample\'s '
-    'likelihood p into a weight W(p) of all its loss terms. Keep the stock '
-    'loss in the head (model...loss_cls) and configure it once in '
-    "custom_hooks = [dict(type='EquityHook', loss=dict("
-    "type='GeneralizedFocalLoss', eta=..., gamma=...))] (or in "
-    "train_dataloader.sampler = dict(type='EquityWeightedSampler', "
-    'loss=...) for the resampling mode); see docs/equity_training.md.')
 
 
 @MODELS.register_module()

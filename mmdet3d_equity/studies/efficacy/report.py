@@ -1,7 +1,7 @@
 """``docs/efficacy.md``: the efficacy study's report, written from its
-numbers (see :mod:`mmdet3d_equity.studies.efficacy.study`). Every sentence of the
-conclusion is derived from the paired differences and their intervals, so
-the page says what the runs say, whatever that is."""
+numbers (see :mod:`mmdet3d_equity.studies.efficacy.study`). Every sentence
+of the conclusion is derived from the paired differences and their
+intervals, so the page says what the runs say, whatever that is."""
 import datetime
 import os
 import os.path as osp

@@ -35,12 +35,15 @@ import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-STUDY_CFG = 'configs/tiny/study/pointpillars_tiny-kitti-study'
+from ...utils.config import package_config
+from ...utils.errors import StudyDataError  # noqa: F401
+
+#: the study's configs ship with the package (``configs/tiny/study/``)
+STUDY_CFG = 'tiny/study/pointpillars_tiny-kitti-study'
 #: the scored config: the tiny base config reads the same train and val
 #: splits (EQUITY_TINY_KITTI) and, unlike the study configs (no validation
 #: during training), has a val_dataloader for --score-split val
-SCORED_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
+SCORED_CFG = 'tiny/pointpillars_tiny-kitti-3class.py'
 RARE, COMMON = 'fog', 'day'
 #: the endpoints, fixed before the study ran: the rare slice must gain, the
 #: common slices must not lose (dense AP40 3D moderate at the loose IoU)
@@ -77,7 +80,7 @@ def _log(msg: str) -> None:
 
 def _run(cmd: List[str], env: Dict[str, str]) -> None:
     _log('$ ' + ' '.join(cmd))
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    subprocess.run(cmd, check=True, env=env)
 
 
 # --------------------------------------------------------------------------
@@ -88,8 +91,8 @@ def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
     skipped when its output exists)."""
     py = sys.executable
     if not osp.isfile(osp.join(data_root, 'kitti_infos_val.pkl')):
-        _run([py, 'tools/create_tiny_dataset.py', 'kitti', '--out',
-              data_root, '--frames', str(size['frames']), '--seed',
+        _run([py, '-m', 'mmdet3d_equity.cli.create_tiny_dataset', 'kitti',
+              '--out', data_root, '--frames', str(size['frames']), '--seed',
               str(size['data_seed']), '--val-fraction',
               str(size['val_fraction']), '--rare-fraction',
               str(size['rare_fraction']), '--val-rare-fraction',
@@ -97,7 +100,8 @@ def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
     check_study_data(data_root, size)
     lik = osp.join(data_root, 'equity_likelihoods.npz')
     if not osp.isfile(osp.join(data_root, 'equity_likelihoods_val.npz')):
-        _run([py, 'tools/compute_likelihoods.py', SCORED_CFG, '--out',
+        _run([py, '-m', 'mmdet3d_equity.cli.compute_likelihoods',
+              package_config(SCORED_CFG), '--out',
               lik, '--seed', '0', '--save-scorer', '--score-split', 'val',
               '--slice-file', osp.join(data_root, 'frame_modes.json'),
               '--overwrite'], env)
@@ -108,10 +112,6 @@ def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
     return dict(likelihoods=lik, oracle=oracle,
                 val_likelihoods=osp.join(data_root,
                                          'equity_likelihoods_val.npz'))
-
-
-class StudyDataError(ValueError):
-    """An existing study data root that does not fit the study's size."""
 
 
 def check_study_data(data_root: str, size: Dict) -> None:
@@ -186,7 +186,10 @@ def schedule_options(size: Dict) -> Dict:
 
 def build_arms(data_root: str, size: Dict, files: Dict) -> List[Dict]:
     """The method arms: (name, config, cfg_options, group, deployable)."""
-    eq = STUDY_CFG + '_equity.py'
+    def cfg(suffix):
+        return package_config(STUDY_CFG + suffix)
+
+    eq = cfg('_equity.py')
     arms = [
         dict(name='gfl', config=eq, group='published', deployable=True,
              description='GFL eta 1, gamma 5 (published setting)'),
@@ -198,12 +201,12 @@ def build_arms(data_root: str, size: Dict, files: Dict) -> List[Dict]:
              cfg_options={'train_dataloader.dataset.likelihood_file':
                           files['oracle']},
              description='GFL eta 1, gamma 5 on the planted modes'),
-        dict(name='resample', config=STUDY_CFG + '_equity-resample.py',
+        dict(name='resample', config=cfg('_equity-resample.py'),
              deployable=True, group='resampling',
              description='frames drawn with probability W (eta 1, gamma 5)'),
-        dict(name='ssb', config=STUDY_CFG + '_ssb.py', deployable=True,
+        dict(name='ssb', config=cfg('_ssb.py'), deployable=True,
              group='ssb', description='dynamic SSB class weights'),
-        dict(name='gfl_ssb', config=STUDY_CFG + '_gfl-ssb.py',
+        dict(name='gfl_ssb', config=cfg('_gfl-ssb.py'),
              deployable=True, group='ssb',
              description='GFL eta 1, gamma 5 + dynamic SSB'),
     ]
@@ -253,7 +256,8 @@ def make_spec(data_root: str, size: Dict, files: Dict, seeds: List[int],
             opts[f'custom_hooks.{k}.interval'] = ssb['interval']
         spec_arms.append(make_arm(a['name'], a['config'], opts,
                                   a.get('description', '')))
-    spec = Spec(baseline=make_arm('baseline', STUDY_CFG + '.py', {},
+    spec = Spec(baseline=make_arm('baseline',
+                                  package_config(STUDY_CFG + '.py'), {},
                                   'no re-weighting'),
                 arms=spec_arms, seeds=list(seeds), metric=METRIC,
                 env={'EQUITY_TINY_KITTI': data_root}, cfg_options=common,

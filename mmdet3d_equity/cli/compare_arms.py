@@ -2,13 +2,13 @@
 
     # arms on the command line (configs are trained + tested per seed;
     # directories hold existing per-seed results <dir>/seed<k>/)
-    python tools/benchmark.py --baseline CFG_OR_DIR \
+    python tools/compare_arms.py --baseline CFG_OR_DIR \
         --arm NAME=CFG_OR_DIR [--arm NAME=CFG_OR_DIR ...] --seeds 0 1 2 \
         [--metric M] [--cfg-options k=v ...] [--train-slices FILE] \
         [--work-dir DIR] [--out-dir DIR] [--jobs N] [--rerun] [--overwrite]
 
     # or a spec file (arms with their own cfg_options, env, primary rows)
-    python tools/benchmark.py \
+    python tools/compare_arms.py \
         --spec configs/benchmarks/tiny-kitti_baseline-vs-gfl.py [--seeds ...]
 
 Checks every arm before training anything, trains and tests each (arm, seed)
@@ -20,9 +20,8 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
@@ -106,7 +105,7 @@ def main(argv=None):
                                rerun=args.rerun, overwrite=args.overwrite,
                                plots=not args.no_plots)
     except (ResultsError, OSError) as e:
-        sys.exit(f'benchmark.py: error: {e}')
+        sys.exit(f'compare_arms.py: error: {e}')
     print(open(result['files']['report.md']).read())
     print('[benchmark] wrote ' + ', '.join(result['files'].values()))
     return result
