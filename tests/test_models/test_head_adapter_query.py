@@ -25,6 +25,7 @@ L, Q, C = 2, 6, 16
 def detr_head(kind='DETRHead', **kw):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+    from mmengine.registry import DefaultScope
     register_all_modules(init_default_scope=False)
     sigmoid = kind != 'DETRHead'
     cfg = dict(
@@ -46,7 +47,9 @@ def detr_head(kind='DETRHead', **kw):
         cfg.update(share_pred_layer=False, num_pred_layer=L,
                    as_two_stage=False)
     cfg.update(kw)
-    return MODELS.build(cfg)
+    # mmdet's own scope (another test may have made mmdet3d the default)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(cfg)
 
 
 class QueryTrunk(nn.Module):

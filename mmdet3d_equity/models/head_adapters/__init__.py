@@ -7,6 +7,8 @@ from .base import (HEAD_ADAPTERS, BEVHeadAdapter,  # noqa: F401
                    UnsupportedHeadError, adapter_for_head, find_head,
                    resolve_dense_head, resolve_weighted_heads, sample_map)
 from .anchor3d import Anchor3DHeadAdapter  # noqa: F401
+from .anchor3d_variants import (FreeAnchor3DHeadAdapter,  # noqa: F401
+                                ShapeAwareHeadAdapter)
 from .center import CenterHeadAdapter  # noqa: F401
 from .fcos_mono3d import FCOSMono3DHeadAdapter  # noqa: F401
 from .pgd import PGDHeadAdapter  # noqa: F401
