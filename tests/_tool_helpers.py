@@ -17,6 +17,37 @@ from collections import OrderedDict
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+KITTI_CFG = osp.join(REPO, 'configs', 'tiny',
+                     'pointpillars_tiny-kitti-3class.py')
+
+
+def tool(name):
+    spec = importlib.util.spec_from_file_location(
+        f'tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def snapshot(folder):
+    """{relative path: (bytes, mtime_ns)} of every file under folder."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = osp.join(root, f)
+            with open(p, 'rb') as fh:
+                out[osp.relpath(p, folder)] = (fh.read(),
+                                               os.stat(p).st_mtime_ns)
+    return out
+
+
+def exit_code(fn, *args):
+    try:
+        rc = fn(*args)
+    except SystemExit as e:
+        rc = e.code
+    return rc
+
 
 
 def load_tool(name):

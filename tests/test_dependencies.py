@@ -4,7 +4,7 @@ import os
 import os.path as osp
 import re
 
-from test_tool_outputs import REPO
+from _tool_helpers import REPO
 
 PRIVATE = re.compile(r'sklearn(?:\.\w+)*\._\w+|import\s+_\w+|'
                      r'\._validate_params\b|\._parameter_constraints\b')

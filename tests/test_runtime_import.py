@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from test_tool_outputs import REPO
+from _tool_helpers import REPO
 
 NOT_AT_RUNTIME = ('equity_tiny_data', 'mmdet3d_equity.scoring.pipeline',
                   'mmdet3d_equity.scoring.embedders',

@@ -11,7 +11,7 @@ import pytest
 
 import mmdet3d_equity  # noqa: F401
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
     glob.glob(osp.join(REPO, 'configs', '*', '*equity*.py')) +
     glob.glob(osp.join(REPO, 'configs', '*', '*gfl-ssb*.py')))

@@ -7,7 +7,7 @@ import pytest
 
 from mmdet3d_equity.studies.efficacy import report, study
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _row(sl, diffs, variant='dense', row='Car'):

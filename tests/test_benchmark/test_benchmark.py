@@ -17,7 +17,7 @@ from mmdet3d_equity.benchmark import stats
 from mmdet3d_equity.evaluation.results import (ResultsError, load_metrics,
                                                metric_views)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KITTI_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
 from mmdet3d_equity.cli import compare_arms as bm_tool  # noqa: E402
 

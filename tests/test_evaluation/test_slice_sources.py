@@ -14,7 +14,7 @@ from mmdet3d_equity.evaluation.slice_sources import (
     build_slice_source, likelihood_bins,
     read_slice_file, scene_description_slices, write_slice_file)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _write(tmp_path, obj, name='s.json'):

@@ -121,7 +121,7 @@ print("STATE " + json.dumps(state))
 
 def _probe(*args):
     import os.path as osp
-    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     env = dict(__import__('os').environ, PYTHONPATH=repo)
     out = subprocess.run([sys.executable, '-c', PROBE, *args], env=env,
                          capture_output=True, text=True, cwd=repo)
@@ -143,7 +143,8 @@ def test_importing_the_plugin_swaps_no_module():
 def test_cpu_metric_evaluates_and_leaves_sys_modules_as_it_was(
         tiny_kitti_root):
     import os.path as osp
-    state = _probe(tiny_kitti_root, osp.dirname(osp.abspath(__file__)))
+    state = _probe(tiny_kitti_root,
+                   osp.dirname(osp.dirname(osp.abspath(__file__))))
     assert state['car'] == 100.0  # a perfect detector, > 40 moderate Cars
     if not state['cuda']:
         assert not state['after_eval'] and not state['attr_after_eval']
@@ -206,7 +207,7 @@ def test_a_new_process_loads_the_kernels_from_the_cache(tiny_kitti_root,
     # every kernel from it, and both give the same values
     import os
     import os.path as osp
-    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     tool = osp.join(repo, 'tools', 'benchmark_kitti_eval.py')
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / 'cache'),
                OMP_NUM_THREADS='1')

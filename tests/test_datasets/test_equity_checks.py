@@ -9,9 +9,9 @@ import torch
 import mmdet3d_equity  # noqa: F401
 from mmdet3d_equity import equity_weight
 from mmdet3d_equity.engine.hooks.equity_hook import EquityHook
-from test_equity_dataset import (FRAME_IDS, SAMPLER_LOSS, _build,  # noqa: F401
-                                 fresh_runner_context, likelihoods, toy_cfg,
-                                 write_file)
+from _toy_equity import (FRAME_IDS, SAMPLER_LOSS, _build,  # noqa: F401
+                         fresh_runner_context, likelihoods, toy_cfg,
+                         write_file)
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ def _light_import_store():
     import sys
     import types
     if 'mmdet3d_equity' not in sys.modules:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))))
         stub = types.ModuleType('mmdet3d_equity')
         stub.__path__ = [os.path.join(root, 'mmdet3d_equity')]
         sys.modules['mmdet3d_equity'] = stub

@@ -16,7 +16,7 @@ import torch
 import torch.multiprocessing as mp
 
 # (autouse: each test in its own runner context, see test_equity_dataset)
-from test_equity_dataset import fresh_runner_context  # noqa: F401
+from _toy_equity import fresh_runner_context  # noqa: F401
 
 LIKELIHOODS = [0.0, 0.8, 0.3, 1.0]
 
@@ -96,7 +96,7 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
 # batch of the global size
 # ---------------------------------------------------------------------------
 def _sampler_draws(lik_file, seed=0, epoch=1):
-    from test_equity_dataset import SAMPLER_LOSS, _build, toy_cfg
+    from _toy_equity import SAMPLER_LOSS, _build, toy_cfg
 
     from mmdet3d.registry import DATA_SAMPLERS
     ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
@@ -127,7 +127,7 @@ def _sampler_worker(rank, world, port, out_dir, lik_file):
 def test_resampling_two_processes_equal_single_process(tmp_path):
     import json
 
-    from test_equity_dataset import FRAME_IDS, write_file
+    from _toy_equity import FRAME_IDS, write_file
     lik = write_file(tmp_path / 'equity_likelihoods.npz', FRAME_IDS)
     mp.spawn(_sampler_worker, args=(2, _free_port(), str(tmp_path), lik),
              nprocs=2, join=True)

@@ -282,7 +282,7 @@ def test_tiny_kitti_config_evaluates_slices_of_the_frame_modes(
     import mmdet3d_equity  # noqa: F401
     from mmdet3d_equity.evaluation import SliceMetric
     monkeypatch.setenv('EQUITY_TINY_KITTI', tiny_kitti_root)
-    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     cfg = Config.fromfile(osp.join(
         repo, 'configs/tiny/pointpillars_tiny-kitti-3class.py'))
     m = _metric(cfg.val_evaluator)

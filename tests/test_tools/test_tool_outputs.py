@@ -2,44 +2,11 @@
 existing file as it was (log files included), and an output path that
 cannot be written is refused before any work, with the problem and the fix
 (tools called in-process; none of these runs reaches the data)."""
-import importlib.util
 import os
 import os.path as osp
 
 import pytest
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-KITTI_CFG = osp.join(REPO, 'configs', 'tiny',
-                     'pointpillars_tiny-kitti-3class.py')
-
-
-def tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def snapshot(folder):
-    """{relative path: (bytes, mtime_ns)} of every file under folder."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for f in files:
-            p = osp.join(root, f)
-            with open(p, 'rb') as fh:
-                out[osp.relpath(p, folder)] = (fh.read(),
-                                               os.stat(p).st_mtime_ns)
-    return out
-
-
-def exit_code(fn, *args):
-    try:
-        rc = fn(*args)
-    except SystemExit as e:
-        rc = e.code
-    return rc
-
+from _tool_helpers import KITTI_CFG, REPO, exit_code, snapshot, tool  # noqa
 
 @pytest.fixture
 def a_file(tmp_path):

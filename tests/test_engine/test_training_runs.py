@@ -22,7 +22,7 @@ from mmengine.hooks import Hook
 
 from mmdet3d.registry import HOOKS
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 EQ_CFG = osp.join(REPO, 'configs', 'tiny',
                   'pointpillars_tiny-kitti-3class_equity.py')
 SSB_CFG = osp.join(REPO, 'configs', 'tiny',

@@ -12,7 +12,7 @@ import torch
 import mmdet3d_equity  # noqa: F401
 from mmdet3d_equity import equity_weight
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 EQ_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class_equity.py'
 RS_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class_equity-resample.py'
 SSB_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class_ssb.py'
@@ -146,7 +146,7 @@ def test_gfl_built_as_a_head_loss_says_where_it_belongs():
     """Heads that build their loss_cls (CenterHead, the mono heads) get a
     clear error from the loss itself, not an AttributeError inside."""
     from mmdet3d.registry import MODELS
-    from test_ssb_loss import _center_head_cfg
+    from _model_cfgs import _center_head_cfg
     head = MODELS.build(_center_head_cfg(
         dict(type='GeneralizedFocalLoss', eta=1.0, gamma=5.0)))
     feats = [torch.randn(1, 16, 32, 32)]

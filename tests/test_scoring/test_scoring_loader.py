@@ -27,7 +27,7 @@ from mmdet3d_equity.scoring.embedders import (EmbeddingError,
                                               collate_images, make_loader,
                                               normalize_images, preprocess)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KITTI_CFG = osp.join(REPO, 'configs/tiny/pointpillars_tiny-kitti-3class.py')
 R18 = dict(type='mmdet.ResNet', depth=18, out_indices=(3, ))
 

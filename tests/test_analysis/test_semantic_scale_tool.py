@@ -9,7 +9,7 @@ import stat
 import pytest
 import torch
 
-from test_tool_outputs import KITTI_CFG, snapshot, tool
+from _tool_helpers import KITTI_CFG, snapshot, tool
 
 CLASSES = ['Pedestrian', 'Cyclist', 'Car']
 

@@ -12,7 +12,7 @@ import mmdet3d_equity  # noqa: F401
 from mmdet3d_equity import equity_weight
 from mmdet3d_equity.engine.hooks.equity_hook import EquityHook
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CFG = osp.join(REPO, 'configs', 'tiny',
                     'pointpillars_tiny-kitti-3class.py')
 

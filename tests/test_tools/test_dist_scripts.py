@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from test_tool_outputs import REPO
+from _tool_helpers import REPO
 
 CFG = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
 

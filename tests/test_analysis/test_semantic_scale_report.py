@@ -71,7 +71,7 @@ def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path, capsys):
 
     from mmdet3d_equity.analysis.semantic_scale import measurement_dataset_cfg
     from mmdet3d_equity.cli import semantic_scale as tool
-    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     cfg_path = osp.join(root, 'configs', 'tiny',
                         'pointpillars_tiny-kitti-3class_ssb.py')
     (tmp_path / 'semantic_scale.json').write_text('{}')

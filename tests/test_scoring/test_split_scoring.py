@@ -17,7 +17,7 @@ from mmdet3d_equity.scoring.clustering import (FittedScorer, ScoringError,
                                                reduce_embeddings,
                                                save_scorer, score_embeddings)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _likelihood_suffix():

@@ -16,7 +16,7 @@ import pytest
 from mmdet3d_equity.utils import load_likelihood_file
 from mmdet3d_equity.scoring.clustering import ScoringError
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KITTI_CFG = osp.join(REPO, 'configs/tiny/pointpillars_tiny-kitti-3class.py')
 NUS_CFG = osp.join(REPO, 'configs/tiny/centerpoint-pillar_tiny-nus-3d.py')
 R18 = dict(type='mmdet.ResNet', depth=18, out_indices=(3, ))
