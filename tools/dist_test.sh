@@ -20,7 +20,6 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec "${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \

@@ -59,7 +59,7 @@ check_imports() {
   "$PY" - <<'PY'
 import torch, mmcv, mmengine, mmdet, mmdet3d, sklearn, matplotlib
 import pkg_resources  # mmengine's mmdet3d:: config inheritance needs it
-import pytest, xdist  # the test suite (requirements-tests.txt)
+import pytest, xdist, hypothesis  # the test suite (requirements-tests.txt)
 from mmcv.ops import nms_rotated, Voxelization  # compiled ops present
 import mmdet3d_equity
 print(f'[setup] torch {torch.__version__}, mmcv {mmcv.__version__}, '
