@@ -90,8 +90,10 @@ class PerSampleGradWeighting:
     """
 
     def __init__(self, head: nn.Module, terms: Union[str, Sequence[str]] =
-                 'all', adapter: Optional[HeadAdapter] = None) -> None:
+                 'all', adapter: Optional[HeadAdapter] = None,
+                 detector: Optional[nn.Module] = None) -> None:
         self.head = head
+        self.detector = detector
         self.adapter = adapter_for_head(head) if adapter is None else adapter
         self.adapter.check_weighting(head)
         self.terms = resolve_terms(self.adapter, terms, head)
@@ -102,8 +104,8 @@ class PerSampleGradWeighting:
     # -- lifecycle ---------------------------------------------------------
     def install(self) -> None:
         if not self._handles:
-            self._handles = list(self.adapter.install_weighting(self.head,
-                                                                self))
+            self._handles = list(self.adapter.install_weighting(
+                self.head, self, detector=self.detector))
 
     def remove(self) -> None:
         for h in self._handles:
@@ -194,7 +196,8 @@ class DetectorWeighting:
         self.attrs = [attr for attr, _, _ in found]
         per_head = split_terms([(a, ad) for a, _, ad in found], terms)
         self.parts = [
-            PerSampleGradWeighting(head, terms=t, adapter=adapter)
+            PerSampleGradWeighting(head, terms=t, adapter=adapter,
+                                   detector=detector)
             for (_, head, adapter), t in zip(found, per_head) if t is not None
         ]
         self.head = found[0][1]

@@ -36,13 +36,15 @@ def detach_others(obj, b, dim=0, index=None):
 
 
 def total(losses):
-    """Sum of the loss entries whose key contains 'loss' (mmengine's
-    parse_losses rule)."""
+    """The training loss as mmengine's ``BaseModel.parse_losses`` forms it:
+    the sum over entries whose key contains 'loss' of the entry's mean (of
+    each item's mean for lists; PartA2's ``loss_corner`` is a vector)."""
     out = 0
     for k, v in losses.items():
         if 'loss' not in k:
             continue
-        out = out + (sum(v) if isinstance(v, (list, tuple)) else v)
+        out = out + (sum(x.mean() for x in v) if isinstance(v, (list, tuple))
+                     else v.mean())
     return out
 
 

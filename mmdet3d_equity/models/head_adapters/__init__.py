@@ -15,4 +15,6 @@ from .pgd import PGDHeadAdapter  # noqa: F401
 from .smoke import SMOKEMono3DHeadAdapter  # noqa: F401
 from .query import (DETRHeadAdapter, QueryHeadAdapter,  # noqa: F401
                     register_query_head)
+from .roi import (PartAggregationROIHeadAdapter,  # noqa: F401
+                  PVRCNNRoiHeadAdapter)
 from .transfusion import TransFusionHeadAdapter  # noqa: F401

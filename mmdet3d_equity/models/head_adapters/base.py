@@ -204,9 +204,11 @@ class HeadAdapter:
         """Refuse ``head`` for SSB if its classification loss is not the
         module at :attr:`cls_loss` (default: accept)."""
 
-    def install_weighting(self, head: nn.Module, weighting) -> List:
-        """Install the torch hooks of per-sample weighting on ``head`` and
-        return their handles. Default: one forward hook on the head that
+    def install_weighting(self, head: nn.Module, weighting,
+                          detector: Optional[nn.Module] = None) -> List:
+        """Install the torch hooks of per-sample weighting on ``head`` (and,
+        where the rows' samples are read there, on parts of ``detector``)
+        and return their handles. Default: one forward hook on the head that
         counts the call and scales the outputs (:meth:`scale_outputs`).
         ``weighting`` provides ``current_weights()`` (None when inactive),
         ``count_call()`` and ``terms``."""
