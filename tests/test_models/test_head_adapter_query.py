@@ -162,9 +162,10 @@ def test_two_stage_deformable_and_dino_are_refused():
 # ---------------------------------------------------------------------------
 # stand-in of projects/PETR PETRHead (not in the wheel): forward(mlvl_feats,
 # img_metas) -> dict(all_cls_scores [L, B, Q, C], all_bbox_preds
-# [L, B, Q, 10], enc_* None); Petr3D calls forward then loss_by_feat; per
-# sample Hungarian on detached costs; cls avg_factor = num_pos +
-# bg_cls_weight * num_neg (max 1), bbox avg_factor = num_pos (min 1)
+# [L, B, Q, 10], enc_* None); the detector PETR calls forward, then
+# loss_by_feat; per sample Hungarian on detached costs; cls avg_factor =
+# num_pos + bg_cls_weight * num_neg (max 1), bbox avg_factor = num_pos
+# (min 1)
 # ---------------------------------------------------------------------------
 class PETRHead(nn.Module):
 
@@ -236,7 +237,7 @@ class PETRHead(nn.Module):
         return losses
 
 
-class Petr3D(nn.Module):
+class PETR(nn.Module):
     """Detector stand-in: the whole loss is pts_bbox_head's."""
 
     def __init__(self):
@@ -280,7 +281,7 @@ def petr_batch(B, seed=0, likelihoods=None):
 def test_petr_standin_is_resolved_by_name_and_weighted_exactly():
     from mmdet3d_equity.engine.hooks import EquityHook
     torch.manual_seed(0)
-    model = Petr3D().train()
+    model = PETR().train()
     data = petr_batch(3)
     adapter = adapter_for_head(model.pts_bbox_head)
     assert type(adapter).__name__ == 'PETRHeadAdapter'
@@ -298,7 +299,7 @@ def test_petr_standin_is_resolved_by_name_and_weighted_exactly():
 def test_petr_features_are_refused_with_what_is_missing():
     from mmdet3d_equity.semantic_scale.features import ObjectFeatureSampler
     with pytest.raises(UnsupportedHeadError, match='decoder states'):
-        ObjectFeatureSampler(Petr3D(), 3)
+        ObjectFeatureSampler(PETR(), 3)
 
 
 def test_one_line_registration_of_a_bevformer_style_head():
@@ -306,7 +307,7 @@ def test_one_line_registration_of_a_bevformer_style_head():
     class BEVFormerHead(PETRHead):  # another repository's head
         pass
 
-    class BEVFormer(Petr3D):
+    class BEVFormer(PETR):
 
         def __init__(self):
             super().__init__()
@@ -335,7 +336,7 @@ def test_detr3d_refusal_names_the_reason_and_the_fix():
     class DETR3DHead(PETRHead):
         pass
 
-    class DETR3D(Petr3D):
+    class DETR3D(PETR):
 
         def __init__(self):
             super().__init__()

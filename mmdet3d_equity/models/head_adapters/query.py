@@ -203,14 +203,14 @@ def register_query_head(head: str, detectors: Dict[str, str],
 class PETRHeadAdapter(QueryHeadAdapter):
     """mmdetection3d projects/PETR ``PETRHead`` (by class name):
     ``forward(mlvl_feats, img_metas)`` -> dict of ``all_cls_scores``
-    ``[L, B, Q, C]`` and ``all_bbox_preds`` ``[L, B, Q, 10]``; called by
-    ``Petr3D`` followed by ``loss_by_feat``. Normalisers: positives +
+    ``[L, B, Q, C]`` and ``all_bbox_preds`` ``[L, B, Q, 10]``; the detector
+    ``PETR`` calls it, then ``loss_by_feat``. Normalisers: positives +
     ``bg_cls_weight`` x negatives (max 1) and positives (min 1), per rank
     (PETR's ``sync_cls_avg_factor`` is commented out upstream). The decoder
     embedding is internal to its ``forward``, so object features are
     refused."""
     head_class_name = 'PETRHead'
-    detectors = dict(Petr3D='pts_bbox_head')
+    detectors = dict(PETR='pts_bbox_head')
 
     def setup_features(self, model, head, settings):
         raise UnsupportedHeadError(
