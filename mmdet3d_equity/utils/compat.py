@@ -1,8 +1,9 @@
 """The compatibility fixes for the pinned stack (torch 2.13, mmengine
 0.10.7, mmdet3d 1.4, numpy 1.26), all in one place. Applied once, on import
 of the plugin; each says which release makes it unnecessary. Nothing else in
-the plugin changes a class or module of mmdet3d, mmdet or mmengine (the KITTI
-CPU rotated IoU in ``evaluation/`` is being replaced by a registered metric).
+the plugin changes a class or module of mmdet3d, mmdet or mmengine (KITTI
+evaluation without CUDA is the registered ``KittiCPUMetric`` a config names,
+tests/test_package/test_no_patching.py).
 
 * ``np.long``: mmdet3d 1.4's ``DataBaseSampler`` (the ObjectSample GT-paste
   augmentation of every stock KITTI/nuScenes LiDAR config) builds its labels

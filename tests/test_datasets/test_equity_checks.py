@@ -112,7 +112,7 @@ def test_sampler_loss_is_validated(lik_file):
 @pytest.mark.parametrize('name', ['eta', 'gamma'])
 def test_eta_gamma_given_as_strings_name_the_parameter(where, name,
                                                        lik_file):
-    """Issue 10, item 11: '0.3' (a string) is refused where it is given."""
+    """'0.3' (a string) is refused where it is given."""
     from mmdet3d.registry import DATA_SAMPLERS
     if where == 'hook':
         with pytest.raises(TypeError) as e:

@@ -218,7 +218,7 @@ def test_weighted_sampler_frequencies(lik_file):
 
 
 # ---------------------------------------------------------------------------
-# Nothing applies the likelihoods -> refused (issue 10, item 1)
+# Nothing applies the likelihoods -> refused
 # ---------------------------------------------------------------------------
 
 
@@ -278,7 +278,7 @@ def test_an_equity_hook_built_first_claims_the_wrapper(lik_file,
 
 
 # ---------------------------------------------------------------------------
-# Point-cloud files of the samples (issue 10, item 9)
+# Point-cloud files of the samples
 # ---------------------------------------------------------------------------
 def _point_cfg(tmp_path, sizes):
     paths = []
@@ -316,7 +316,7 @@ def test_zero_byte_and_truncated_point_clouds_are_named(tmp_path, lik_file):
 
 
 # ---------------------------------------------------------------------------
-# Integer vs string sample ids (issue 10, item 10)
+# Integer vs string sample ids
 # ---------------------------------------------------------------------------
 def test_int_and_str_ids_are_one_identity(lik_file, monkeypatch):
     """A record holding the ids as ints (KITTI infos use ints) matches the

@@ -281,7 +281,7 @@ def test_bad_hook_configs(ssb_model):
     (dict(warmup_epochs=5), 'warmup_epochs=5 x 3 iterations per epoch'),
     (dict(warmup_iters=30), 'warmup_iters=30')])
 def test_warmup_not_shorter_than_the_schedule_is_refused(ssb_model, kw, how):
-    """Issue 10, item 2: SSB that would never switch on is refused before
+    """SSB that would never switch on is refused before
     training starts, and the model is left untouched."""
     stock_loss = ssb_model.bbox_head.loss_cls
     hook = HOOKS.build(dict(type='SemanticScaleBalanceHook', **kw))

@@ -166,7 +166,7 @@ def test_wrapper_without_anything_that_applies_it_fails_at_start(
 def test_ssb_checkpoint_tests_without_training_data(ssb_run,
                                                     tiny_kitti_root,
                                                     tmp_path):
-    """Issue 11, item 7: tools/test.py's Runner.test of an SSB config never
+    """tools/test.py's Runner.test of an SSB config never
     touches the train dataloader; the checkpoint (plain state dict + the
     hook's SSB state) loads strictly into the plain model."""
     from mmengine.runner import Runner

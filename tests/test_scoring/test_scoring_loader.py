@@ -1,6 +1,5 @@
 """Embedding through a DataLoader: workers, batch size, mixed precision,
-channels_last, bad point clouds and corrupt caches (issue 12, issue 10
-items 9 and 14).
+channels_last, bad point clouds and corrupt caches.
 
 Tolerances (also in docs/likelihoods.md):
 
@@ -252,7 +251,7 @@ def test_amp_and_channels_last_within_tolerance(kitti_env, tmp_path):
                                       recs['fp32']['cluster_size'])
 
 
-# ------------------------------------- issue 10 item 9: point clouds
+# -------------------------------------------------------- point clouds
 def _tiny_detector_checkpoint(tmp_path):
     from mmengine.registry import init_default_scope
     from mmdet3d.registry import MODELS
@@ -311,7 +310,7 @@ def test_bad_point_cloud_is_named(kitti_env, tmp_path, what, data, message):
         sp.load_points(0)
 
 
-# -------------------------------------- issue 10 item 14: corrupt cache
+# ------------------------------------------------------- corrupt cache
 class _Records(logging.Handler):
 
     def __init__(self):

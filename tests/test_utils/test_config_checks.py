@@ -3,7 +3,7 @@ one key of a setting changes what runs and what is saved; overrides that
 would not reach the Runner (config-file variables, unknown keys, the old
 top-level equity variables) are refused naming the right key; the
 GeneralizedFocalLoss and the SSB loss placed in a model say where they
-belong (issue 10, items 3 and 12; issue 11, item 3)."""
+belong."""
 import os.path as osp
 
 import pytest
@@ -129,7 +129,7 @@ def test_runner_settings_pass(train_tool):
 
 
 # ---------------------------------------------------------------------------
-# Losses that belong elsewhere (issue 10, item 12)
+# Losses that belong elsewhere
 # ---------------------------------------------------------------------------
 def test_gfl_as_a_head_loss_in_a_config_is_refused(train_tool):
     from mmdet3d_equity.utils.config import ConfigError
