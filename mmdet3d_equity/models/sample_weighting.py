@@ -30,11 +30,17 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .head_adapters import (HeadAdapter, UnsupportedHeadError,  # noqa: F401
-                            adapter_for_head, resolve_weighted_heads)
-from .head_adapters.grad_scale import (ScaleGradPerSample,  # noqa: F401
-                                       scale_grad_by_index,
-                                       scale_grad_per_sample)
+from .head_adapters import (  # noqa: F401
+    HeadAdapter,
+    UnsupportedHeadError,
+    adapter_for_head,
+    resolve_weighted_heads,
+)
+from .head_adapters.grad_scale import (  # noqa: F401
+    ScaleGradPerSample,
+    scale_grad_by_index,
+    scale_grad_per_sample,
+)
 
 
 def resolve_terms(adapter: HeadAdapter, terms: Union[str, Sequence[str]],

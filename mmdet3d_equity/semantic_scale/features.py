@@ -31,14 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmdet3d_equity.models.head_adapters import (FeatureSettings,
-                                                 UnsupportedHeadError,
-                                                 adapter_for_head)
+from mmdet3d_equity.models.head_adapters import (
+    FeatureSettings,
+    UnsupportedHeadError,
+    adapter_for_head,
+    sample_map,  # noqa: F401
+)
 from mmdet3d_equity.models.head_adapters import find_head as _find_head
-from mmdet3d_equity.models.head_adapters import sample_map  # noqa: F401
-from mmdet3d_equity.models.head_adapters.base import (SAMPLING_MODES,
-                                                      as_level_list,
-                                                      supported_heads)
+from mmdet3d_equity.models.head_adapters.base import (
+    SAMPLING_MODES,
+    as_level_list,
+    supported_heads,
+)
+
 from ..utils.errors import UnsupportedDetectorError  # noqa: F401
 
 

@@ -9,12 +9,14 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from _grad_reference import check_family, total
 from torch import nn
 
 import mmdet3d_equity  # noqa: F401
-from _grad_reference import check_family, total
-from mmdet3d_equity.models.head_adapters import (UnsupportedHeadError,
-                                                 adapter_for_head)
+from mmdet3d_equity.models.head_adapters import (
+    UnsupportedHeadError,
+    adapter_for_head,
+)
 from mmdet3d_equity.models.sample_weighting import PerSampleGradWeighting
 
 

@@ -6,18 +6,22 @@ object features for SSB."""
 import numpy as np
 import pytest
 import torch
+from _grad_reference import check_family
 from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 import mmdet3d_equity  # noqa: F401
-from _grad_reference import check_family
-from mmdet3d_equity.models.head_adapters import (HEAD_ADAPTERS,
-                                                 UnsupportedHeadError,
-                                                 adapter_for_head,
-                                                 register_query_head)
-from mmdet3d_equity.models.sample_weighting import (DetectorWeighting,
-                                                    PerSampleGradWeighting)
+from mmdet3d_equity.models.head_adapters import (
+    HEAD_ADAPTERS,
+    UnsupportedHeadError,
+    adapter_for_head,
+    register_query_head,
+)
+from mmdet3d_equity.models.sample_weighting import (
+    DetectorWeighting,
+    PerSampleGradWeighting,
+)
 
 L, Q, C = 2, 6, 16
 
@@ -118,8 +122,14 @@ def test_mmdet_detr_heads_weighting_is_exact(kind):
 
 
 def test_detr_term_selection_weights_only_cls():
-    from _grad_reference import (assert_grads_equal, detach_others,
-                                 grads_of, mechanism_grads, total, zero)
+    from _grad_reference import (
+        assert_grads_equal,
+        detach_others,
+        grads_of,
+        mechanism_grads,
+        total,
+        zero,
+    )
     torch.manual_seed(1)
     head = detr_head().train()
     trunk = QueryTrunk().train()
@@ -352,8 +362,10 @@ def test_detr3d_refusal_names_the_reason_and_the_fix():
 def test_query_features_are_the_matched_decoder_embeddings():
     """SSB features of mmdet's DETRHead: hidden_states[-1, b, q] of the
     queries the head's own targets match, labelled with the GT class."""
-    from mmdet3d_equity.semantic_scale.features import (HeadInputCapture,
-                                                        ObjectFeatureSampler)
+    from mmdet3d_equity.semantic_scale.features import (
+        HeadInputCapture,
+        ObjectFeatureSampler,
+    )
     torch.manual_seed(0)
 
     class DETR(nn.Module):

@@ -20,14 +20,20 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from _grad_reference import (
+    assert_grads_equal,
+    detach_others,
+    grads_of,
+    max_diff,
+    mechanism_grads,
+    total,
+    zero,
+)
 from torch import nn
 
 import mmdet3d_equity  # noqa: F401
-from _grad_reference import (assert_grads_equal, detach_others, grads_of,
-                             mechanism_grads, max_diff, total, zero)
 from mmdet3d_equity.models.head_adapters import UnsupportedHeadError
-from mmdet3d_equity.models.head_adapters.grad_scale import \
-    scale_grad_by_index
+from mmdet3d_equity.models.head_adapters.grad_scale import scale_grad_by_index
 from mmdet3d_equity.models.sample_weighting import DetectorWeighting
 
 PCR = [0.0, -40.0, -3.0, 70.4, 40.0, 1.0]
@@ -37,8 +43,8 @@ NPTS = 12  # voxels / keypoints per sample
 
 def stock(rel):
     import mmdet3d
-    from mmengine.config import Config
     from mmdet3d.utils import register_all_modules
+    from mmengine.config import Config
     register_all_modules(init_default_scope=True)
     return Config.fromfile(osp.join(osp.dirname(mmdet3d.__file__), '.mim',
                                     'configs', rel)).model
@@ -428,8 +434,7 @@ def test_roi_heads_refuse_ssb_and_features():
 
 
 def test_roi_head_without_its_detector_is_refused():
-    from mmdet3d_equity.models.sample_weighting import \
-        PerSampleGradWeighting
+    from mmdet3d_equity.models.sample_weighting import PerSampleGradWeighting
     model = PartA2()
     weighting = PerSampleGradWeighting(model.roi_head)
     with pytest.raises(UnsupportedHeadError, match='DetectorWeighting'):

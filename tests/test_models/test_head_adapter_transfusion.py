@@ -6,14 +6,22 @@ import copy
 
 import pytest
 import torch
+from _grad_reference import (
+    assert_grads_equal,
+    check_family,
+    detach_others,
+    grads_of,
+    mechanism_grads,
+    total,
+    zero,
+)
+from _transfusion_standin import OSF, PCR, VOXEL, BEVFusion, bev_batch
 
 import mmdet3d_equity  # noqa: F401
-from _grad_reference import (assert_grads_equal, check_family,
-                             detach_others, grads_of, mechanism_grads,
-                             total, zero)
-from _transfusion_standin import OSF, PCR, VOXEL, BEVFusion, bev_batch
-from mmdet3d_equity.models.head_adapters import (UnsupportedHeadError,
-                                                 adapter_for_head)
+from mmdet3d_equity.models.head_adapters import (
+    UnsupportedHeadError,
+    adapter_for_head,
+)
 from mmdet3d_equity.models.sample_weighting import DetectorWeighting
 
 

@@ -31,17 +31,20 @@ as ``equity_weight_mean/min/max`` (MessageHub, so log file and TensorBoard).
 from typing import Optional
 
 import torch
+from mmdet3d.registry import HOOKS, MODELS
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from mmdet3d.registry import HOOKS, MODELS
-from mmdet3d_equity.datasets.equity_dataset import (announce_loss_owner,
-                                                    find_equity_dataset,
-                                                    withdraw_loss_owner)
-from mmdet3d_equity.models.losses.generalized_focal_loss import \
-    GeneralizedFocalLoss
+from mmdet3d_equity.datasets.equity_dataset import (
+    announce_loss_owner,
+    find_equity_dataset,
+    withdraw_loss_owner,
+)
+from mmdet3d_equity.models.losses.generalized_focal_loss import (
+    GeneralizedFocalLoss,
+)
 from mmdet3d_equity.models.sample_weighting import DetectorWeighting
 
 

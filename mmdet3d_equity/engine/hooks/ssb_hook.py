@@ -16,16 +16,18 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmdet3d.registry import HOOKS
 from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 
-from mmdet3d.registry import HOOKS
 from mmdet3d_equity.models.head_adapters import adapter_for_head, find_head
 from mmdet3d_equity.models.losses.ssb_loss import HeadSSB
-from mmdet3d_equity.semantic_scale.features import (HeadInputCapture,
-                                                    ObjectFeatureSampler)
+from mmdet3d_equity.semantic_scale.features import (
+    HeadInputCapture,
+    ObjectFeatureSampler,
+)
 from mmdet3d_equity.semantic_scale.measures import _check_alpha
 from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
 

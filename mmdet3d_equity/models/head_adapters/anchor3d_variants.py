@@ -1,8 +1,11 @@
 """Adapters of the ``Anchor3DHead`` subclasses in the mmdet3d wheel whose
 losses keep the per-sample form: ``ShapeAwareHead`` (SSN) and
 ``FreeAnchor3DHead``; and the refusal of ``MonoFlexHead``."""
-from mmdet3d.models.dense_heads import (FreeAnchor3DHead, MonoFlexHead,
-                                        ShapeAwareHead)
+from mmdet3d.models.dense_heads import (
+    FreeAnchor3DHead,
+    MonoFlexHead,
+    ShapeAwareHead,
+)
 
 from .anchor3d import Anchor3DHeadAdapter
 from .base import HEAD_ADAPTERS, RefusedHeadAdapter, UnsupportedHeadError

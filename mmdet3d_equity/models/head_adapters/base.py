@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from mmengine.registry import Registry
 from torch import Tensor, nn
 
-from .grad_scale import scale_grad_per_sample
 from ...utils.errors import UnsupportedHeadError  # noqa: F401
+from .grad_scale import scale_grad_per_sample
 
 HEAD_ADAPTERS = Registry('head adapter', scope='mmdet3d_equity')
 

@@ -2,8 +2,13 @@
 import torch
 from mmdet3d.models.dense_heads import FCOSMono3DHead
 
-from .base import (HEAD_ADAPTERS, HeadAdapter, centres_2d, inside_map,
-                   sample_map)
+from .base import (
+    HEAD_ADAPTERS,
+    HeadAdapter,
+    centres_2d,
+    inside_map,
+    sample_map,
+)
 
 
 @HEAD_ADAPTERS.register_module()

@@ -21,11 +21,20 @@ plugin never imports mmdetection3d's ``projects/``.
 from typing import Dict
 
 import torch
-from mmdet.models.dense_heads import (ConditionalDETRHead, DABDETRHead,
-                                      DeformableDETRHead, DETRHead)
+from mmdet.models.dense_heads import (
+    ConditionalDETRHead,
+    DABDETRHead,
+    DeformableDETRHead,
+    DETRHead,
+)
 
-from .base import (EXTENDING_DOC, HEAD_ADAPTERS, HeadAdapter,
-                   RefusedHeadAdapter, UnsupportedHeadError)
+from .base import (
+    EXTENDING_DOC,
+    HEAD_ADAPTERS,
+    HeadAdapter,
+    RefusedHeadAdapter,
+    UnsupportedHeadError,
+)
 from .grad_scale import scale_grad_per_sample
 
 DICT_KEYS = ('all_cls_scores', 'all_bbox_preds')

@@ -2,8 +2,14 @@
 import torch
 from mmdet3d.models.dense_heads import SMOKEMono3DHead
 
-from .base import (HEAD_ADAPTERS, HeadAdapter, centres_2d,
-                   check_square_stride, inside_map, sample_map)
+from .base import (
+    HEAD_ADAPTERS,
+    HeadAdapter,
+    centres_2d,
+    check_square_stride,
+    inside_map,
+    sample_map,
+)
 
 
 @HEAD_ADAPTERS.register_module()

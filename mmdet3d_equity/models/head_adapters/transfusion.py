@@ -5,8 +5,12 @@ Registered by class name: the head lives in mmdetection3d's
 """
 import torch
 
-from .base import (HEAD_ADAPTERS, BEVHeadAdapter, UnsupportedHeadError,
-                   sample_map)
+from .base import (
+    HEAD_ADAPTERS,
+    BEVHeadAdapter,
+    UnsupportedHeadError,
+    sample_map,
+)
 from .grad_scale import scale_grad_per_sample
 
 # forward output key -> loss term (loss_by_feat of mmdetection3d 1.4)
