@@ -27,7 +27,7 @@ class DETR(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from test_head_adapter_query import QueryTrunk, detr_head
+        from _query_helpers import QueryTrunk, detr_head
         torch.manual_seed(11)
         self.trunk = QueryTrunk()
         self.trunk.bn.eval()  # no batch coupling across ranks
@@ -38,7 +38,7 @@ class DETR(nn.Module):
 
 
 def _batch():
-    from test_head_adapter_query import Q, samples_2d
+    from _query_helpers import Q, samples_2d
     g = torch.Generator().manual_seed(5)
     x = torch.randn(4, Q, 8, generator=g)
     samples = samples_2d(4, seed=4)
