@@ -20,8 +20,8 @@ import types
 import numpy as np
 
 from mmdet3d_equity.utils.fileio import (OutputError, OutputExistsError,
-                                   atomic_write_json, check_output_dir,
-                                   new_dir_mode)
+                                         atomic_write_json, check_output_dir,
+                                         new_dir_mode)
 
 # --------------------------------------------------------------------------
 # Appearance modes
@@ -72,8 +72,22 @@ def check_rare_fractions(rare_fraction, val_rare_fraction):
                              '(enriched in val)')
 
 
+def check_train_rare_factor(factor, rare_fraction):
+    """Validate the positive control's multiplier of train rare frames."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) \
+            or factor < 1:
+        raise ValueError(f'train_rare_factor must be an int >= 1, got '
+                         f'{factor!r}; e.g. 4 (the positive control: four '
+                         'times as many rare frames in train)')
+    if factor != 1 and rare_fraction is None:
+        raise ValueError('train_rare_factor needs rare_fraction and '
+                         'val_rare_fraction (the per-split shares it '
+                         'multiplies in the train split only)')
+    return int(factor)
+
+
 def assign_modes(train_ids, val_ids, rng, rare_fraction=None,
-                 val_rare_fraction=None):
+                 val_rare_fraction=None, train_rare_factor=1):
     """Assign a mode to every sample id.
 
     Without per-split shares, the rare mode gets exactly
@@ -86,23 +100,36 @@ def assign_modes(train_ids, val_ids, rng, rare_fraction=None,
     the share is > 0); of the others ``round(DUSK_FRACTION * frames)`` are
     'dusk' and the rest 'day'.
 
+    ``train_rare_factor`` (the positive control) multiplies the number of
+    rare frames of the train split only: the random draws do not depend on
+    it, so the val split keeps exactly the same modes (and, as every frame
+    is generated from its own seed and mode, the same files), the train
+    split keeps its total size and its rare frames of factor 1, and the
+    extra rare frames are new frames (train frames that are day or dusk at
+    factor 1), not repeats.
+
     Returns:
         dict: sample id -> mode name.
     """
     train_ids = list(train_ids)
     val_ids = list(val_ids)
     check_rare_fractions(rare_fraction, val_rare_fraction)
+    train_rare_factor = check_train_rare_factor(train_rare_factor,
+                                                rare_fraction)
     if rare_fraction is not None:
         modes = {}
-        for ids, share in ((train_ids, rare_fraction),
-                           (val_ids, val_rare_fraction)):
+        for ids, share, factor in ((train_ids, rare_fraction,
+                                    train_rare_factor),
+                                   (val_ids, val_rare_fraction, 1)):
             n = len(ids)
-            n_rare = 0 if share == 0 else max(1, int(round(share * n)))
+            n_rare = factor * (0 if share == 0 else
+                               max(1, int(round(share * n))))
             n_dusk = int(round(DUSK_FRACTION * n))
             if n - n_rare - n_dusk < 1:
                 raise ValueError(
-                    f'a split of {n} frames with rare share {share} leaves '
-                    'no day frame; use more frames or a smaller share')
+                    f'a split of {n} frames with rare share {share} (x '
+                    f'{factor}) leaves no day frame; use more frames or a '
+                    'smaller share')
             order = rng.permutation(n)
             for j, k in enumerate(order):
                 modes[ids[k]] = (RARE_MODE if j < n_rare else
@@ -163,7 +190,8 @@ def make_build_dir(root):
 
 
 def commit_build_dir(build, root):
-    """Move the finished build dir into place, replacing ``root`` if present."""
+    """Move the finished build dir into place, replacing ``root`` if
+    present."""
     old = None
     if osp.lexists(root):
         old = tempfile.mkdtemp(prefix='.' + osp.basename(root) + '.old-',
