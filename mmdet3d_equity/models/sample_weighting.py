@@ -1,29 +1,35 @@
-"""Exact per-sample loss weighting for MMDetection3D dense heads.
+"""Exact per-sample loss weighting for MMDetection3D heads.
 
 Mechanism
 ---------
-Every dense head supported here returns batch-first tensors from ``forward``
-(one ``(B, C, H, W)`` map per output and level) and computes its losses from
-them with normalisers that depend on the targets only (``num_pos``, sums of
-target weights, ...). The head loss is therefore a sum of per-sample terms
-``L = sum_b L_b`` where ``L_b`` depends only on sample ``b``'s slice of the
-outputs. Multiplying the gradient that flows back into sample ``b``'s slice
-of the selected outputs by ``w_b`` (:class:`ScaleGradPerSample`, identity in
-the forward pass) gives exactly the gradient of ``sum_b w_b * L_b`` w.r.t.
-every parameter upstream of the outputs (backbone, neck, head convs, batch
-norm included), because the chain rule only ever sees ``w_b * dL_b/dout_b``.
-Nothing depends on how the head flattens batch and levels afterwards
-(Anchor3DHead batch-major per level, FCOS3D/PGD level-major, CenterHead B
-first), and the head's loss config (e.g. the type name of ``loss_cls`` that
-Anchor3DHead uses to decide on sampling) is never touched.
+Every head supported here computes its loss from outputs that can be split
+by sample -- batch-first maps (dense heads), ``[L, B, Q, ...]`` decoder
+outputs (query heads: batch in dim 1), or rows that carry their sample
+index (RoIs, voxels, keypoints of two-stage heads) -- with normalisers that
+depend on the targets only (``num_pos``, sums of target weights, counts of
+a matching on detached predictions, possibly reduced across ranks). The
+loss is therefore a sum of per-sample terms ``L = sum_b L_b`` where ``L_b``
+depends only on sample ``b``'s part of the outputs. Multiplying the
+gradient that flows back into sample ``b``'s part of the selected outputs
+by ``w_b`` (:func:`~mmdet3d_equity.models.head_adapters.grad_scale.\
+scale_grad_per_sample`, identity in the forward pass) gives exactly the
+gradient of ``sum_b w_b * L_b`` w.r.t. every parameter upstream of the
+outputs (backbone, neck and head, batch norm included), because the chain
+rule only ever sees ``w_b * dL_b/dout_b``. Nothing depends on how the head
+flattens batch and levels afterwards, and the head's loss config (e.g. the
+type name of ``loss_cls`` that Anchor3DHead uses to decide on sampling) is
+never touched.
 
 Which outputs are scaled decides which loss terms are weighted. What a
 head family outputs, which outputs its config switches off, how its outputs
-are nested and which heads are refused (another type, a subclass that may
-change the loss, learnable parameters used by the loss outside ``forward``)
-is stated by its head adapter
+are nested, where the rows' samples are read, and which heads are refused
+(another type, a subclass that may change the loss, learnable parameters
+used by the loss outside ``forward``) is stated by its head adapter
 (:mod:`mmdet3d_equity.models.head_adapters`); refusals raise
-:class:`UnsupportedHeadError`.
+:class:`UnsupportedHeadError`. :class:`PerSampleGradWeighting` weights one
+head; :class:`DetectorWeighting` every head of a detector's loss (an RoI
+head with its RPN). This module imports the adapters; they never import
+it.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 

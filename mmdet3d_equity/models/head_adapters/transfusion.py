@@ -33,6 +33,9 @@ class TransFusionHeadAdapter(BEVHeadAdapter):
     ``dense_heatmap.detach()``, so the top-k selection carries no gradient
     and ``query_heatmap_score`` is not a loss input. The normalisers are
     counts of the targets, per rank (no cross-GPU reduction upstream).
+    (mmdet3d 1.4's ``get_targets`` indexes the prediction list by decoder
+    layer, so the head trains with ``num_decoder_layers=1`` only, as in the
+    stock configs; the adapter does not depend on the layer count.)
 
     Object features: the head input (the fused BEV map, input of
     ``shared_conv``) at the GT box centre. The map is laid out as the
