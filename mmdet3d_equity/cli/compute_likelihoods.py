@@ -29,7 +29,6 @@ import os
 import sys
 
 
-
 def _options(pairs, what):
     """['k=v', ...] -> dict with Python-literal values ('auto' stays str)."""
     import ast
@@ -47,11 +46,16 @@ def _options(pairs, what):
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    from mmdet3d_equity.scoring.clustering import (CLUSTERER_TYPES,
-                                                   DEFAULT_CLUSTERER,
-                                                   DEFAULT_REDUCER,
-                                                   LIKELIHOOD_DEFS)
-    from mmdet3d_equity.scoring.pipeline import CAMERA_AGGREGATIONS
+
+    from mmdet3d_equity.scoring.cameras import CAMERA_AGGREGATIONS
+    from mmdet3d_equity.scoring.clustering import (
+        DEFAULT_CLUSTERER,
+        DEFAULT_REDUCER,
+        LIKELIHOOD_DEFS,
+        clusterer_types,
+    )
+    from mmdet3d_equity.scoring.registry import EMBEDDERS
+    EMBEDDERS.import_from_location()
     p = argparse.ArgumentParser(
         description='Per-sample appearance likelihoods of a training split '
         '(DatasetEquity)', formatter_class=argparse.RawTextHelpFormatter)
@@ -62,9 +66,11 @@ def parse_args(argv=None):
     p.add_argument('--overwrite', action='store_true',
                    help='replace existing outputs')
     g = p.add_argument_group('embeddings')
-    g.add_argument('--embedder', choices=['image', 'detector'],
-                   default=None, help="'image' (default) or 'detector' "
-                   '(implied by --detector-config)')
+    g.add_argument('--embedder', choices=sorted(EMBEDDERS.module_dict),
+                   default=None, help="'image' (default), 'detector' "
+                   "(implied by --detector-config) or 'points' (point-cloud "
+                   'statistics, no model); see docs/extending.md for your '
+                   'own')
     g.add_argument('--backbone', default=None,
                    help='image backbone config dict (Python literal), '
                    "default dict(type='mmdet.ResNet', depth=50, "
@@ -113,7 +119,8 @@ def parse_args(argv=None):
     g.add_argument('--reducer-options', nargs='+', default=None,
                    help=f'PCA parameters key=value; default '
                    f'{ {k: v for k, v in DEFAULT_REDUCER.items() if k != "type"} }')
-    g.add_argument('--clusterer', choices=CLUSTERER_TYPES, default='kmeans')
+    g.add_argument('--clusterer', choices=clusterer_types(),
+                   default='kmeans')
     g.add_argument('--clusterer-options', nargs='+', default=None,
                    help='clusterer parameters key=value (any parameter of '
                    'the sklearn estimator) on top of the presets: kmeans '
@@ -152,18 +159,45 @@ def parse_args(argv=None):
     return args
 
 
+def _literal(node):
+    """The value of a literal expression, ``dict(k=v, ...)`` calls included
+    (no eval)."""
+    import ast
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id == 'dict' and not node.args and \
+            all(k.arg for k in node.keywords):
+        return {k.arg: _literal(k.value) for k in node.keywords}
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v)
+                for k, v in zip(node.keys, node.values)}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        vals = [_literal(e) for e in node.elts]
+        return vals if isinstance(node, ast.List) else tuple(vals)
+    return ast.literal_eval(node)
+
+
+def parse_dict_literal(text: str):
+    """``"dict(type='mmdet.ResNet', depth=18)"`` or ``"{'type': ...}"`` ->
+    dict, or None when the text is not such a literal."""
+    import ast
+    try:
+        value = _literal(ast.parse(text, mode='eval').body)
+    except (ValueError, SyntaxError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def build_kwargs(args):
-    from mmdet3d_equity.scoring.clustering import (CLUSTERER_PRESETS,
-                                                   DEFAULT_REDUCER)
+    from mmdet3d_equity.scoring.clustering import (
+        DEFAULT_REDUCER,
+        clusterer_preset,
+    )
     embedder = args.embedder or ('detector' if args.detector_config
                                  else 'image')
     backbone = None
     if args.backbone:
-        try:
-            backbone = eval(args.backbone, {'dict': dict, '__builtins__': {}})  # noqa: E501,S307
-        except Exception:
-            backbone = None
-        if not isinstance(backbone, dict):
+        backbone = parse_dict_literal(args.backbone)
+        if backbone is None:
             raise SystemExit(f'error: --backbone must be a dict literal, '
                              f'got {args.backbone!r}')
     if len(args.input_size) == 1:
@@ -180,7 +214,7 @@ def build_kwargs(args):
     else:
         reducer = dict(DEFAULT_REDUCER)
         reducer.update(_options(args.reducer_options, '--reducer-options'))
-    clusterer = dict(CLUSTERER_PRESETS[args.clusterer])
+    clusterer = clusterer_preset(args.clusterer)
     clusterer.update(_options(args.clusterer_options, '--clusterer-options'))
     return dict(embedder=embedder, backbone=backbone,
                 checkpoint=args.checkpoint, input_size=size,
@@ -207,7 +241,7 @@ def main(argv=None):
     kwargs = build_kwargs(args)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
     from mmdet3d_equity.apis.scoring import run_compute_likelihoods
-    try:
+    try:  # kwargs: the fields of ScoringSettings, validated there
         run_compute_likelihoods(args.config, args.out,
                                 launcher=args.launcher, **kwargs)
     except TOOL_ERRORS as e:

@@ -28,11 +28,35 @@ import math
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
+
 from ..utils.errors import ScoringError  # noqa: F401
+from .registry import CLUSTERERS
 
 LIKELIHOOD_DEFS = ('largest', 'fraction', 'density')
 REDUCER_TYPES = ('none', 'pca')
-CLUSTERER_TYPES = ('kmeans', 'gmm', 'dbscan', 'hdbscan')
+
+
+def clusterer_types():
+    """The names of the registered clusterers."""
+    CLUSTERERS.import_from_location()
+    return tuple(sorted(CLUSTERERS.module_dict))
+
+
+def get_clusterer(kind: str):
+    """The registered clusterer ``kind`` (an instance), or ScoringError."""
+    cls = CLUSTERERS.get(kind)
+    if cls is None:
+        raise ScoringError(f'unknown clusterer type {kind!r}; choose one of '
+                           f'{list(clusterer_types())}')
+    return cls()
+
+
+def clusterer_preset(kind: str) -> dict:
+    """``dict(type=kind, **preset)``: the starting parameters of
+    ``--clusterer kind``."""
+    return dict(type=kind, **get_clusterer(kind).preset)
+
+
 
 #: The default pipeline (see docs/likelihoods.md for the measurements behind
 #: it): randomized PCA to 64 dims in float32 (one power iteration: the top
@@ -44,23 +68,13 @@ DEFAULT_REDUCER = dict(type='pca', n_components=64, whiten=False,
 DEFAULT_CLUSTERER = dict(type='kmeans', n_clusters='auto', n_init=1,
                          max_iter=100)
 DEFAULT_LIKELIHOOD = 'largest'
-#: starting parameters per clusterer type for the CLI (--clusterer T), on
-#: top of which --clusterer-options apply; everything else is sklearn's
-#: default. All parameters used are recorded in the likelihood file.
-CLUSTERER_PRESETS = dict(
-    kmeans=DEFAULT_CLUSTERER,
-    gmm=dict(type='gmm', n_components='auto', covariance_type='diag'),
-    dbscan=dict(type='dbscan'),
-    hdbscan=dict(type='hdbscan'),
-)
 
 
-def _estimator_classes():
-    from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
-    from sklearn.decomposition import PCA
-    from sklearn.mixture import GaussianMixture
-    return dict(pca=PCA, kmeans=KMeans, gmm=GaussianMixture, dbscan=DBSCAN,
-                hdbscan=HDBSCAN)
+def _estimator_class(kind: str):
+    if kind == 'pca':
+        from sklearn.decomposition import PCA
+        return PCA
+    return get_clusterer(kind).estimator_class()
 
 
 def auto_n_clusters(n: int) -> int:
@@ -109,14 +123,16 @@ def _split_cfg(cfg: Optional[Mapping], kinds, what: str) -> Tuple[str, dict]:
                            f'{cfg!r}')
     params = dict(cfg)
     kind = str(params.pop('type')).lower()
-    if kind not in kinds:
+    if kinds is None:  # a clusterer: any registered one
+        get_clusterer(kind)
+    elif kind not in kinds:
         raise ScoringError(f'unknown {what} type {kind!r}; choose one of '
                            f'{list(kinds)}')
     return kind, params
 
 
 def _make_estimator(kind: str, params: dict, what: str, seed: Optional[int]):
-    cls = _estimator_classes()[kind]
+    cls = _estimator_class(kind)
     valid = cls().get_params()
     unknown = sorted(set(params) - set(valid))
     if unknown:
@@ -243,9 +259,10 @@ def cluster_embeddings(z: np.ndarray, clusterer: Optional[Mapping] = None,
     z = check_embeddings(z)
     cfg = copy.deepcopy(dict(DEFAULT_CLUSTERER if clusterer is None
                              else clusterer))
-    kind, params = _split_cfg(cfg, CLUSTERER_TYPES, 'clusterer')
+    kind, params = _split_cfg(cfg, None, 'clusterer')
+    spec = get_clusterer(kind)
     n = z.shape[0]
-    auto_key = dict(kmeans='n_clusters', gmm='n_components').get(kind)
+    auto_key = spec.auto_param
     auto = False
     if auto_key and params.get(auto_key) == 'auto':
         params[auto_key] = auto_n_clusters(n)
@@ -255,8 +272,8 @@ def cluster_embeddings(z: np.ndarray, clusterer: Optional[Mapping] = None,
         raise ScoringError(
             f'clusterer {kind!r}: {auto_key}={params[auto_key]} exceeds the '
             f'number of samples ({n}); lower {auto_key} or use \'auto\'')
-    if kind == 'hdbscan':
-        params.setdefault('copy', True)  # never modify the caller's array
+    for k, v in spec.defaults.items():
+        params.setdefault(k, v)
     est = _make_estimator(kind, params, 'clusterer', seed)
     labels = _fit(est, est.fit_predict, z, 'clusterer', kind)
     labels = np.asarray(labels, dtype=np.int64)
@@ -283,11 +300,12 @@ def validate_scoring_params(reducer: Optional[Mapping],
         checks.append(('reducer', kind, params))
     cfg = DEFAULT_CLUSTERER if clusterer is None else clusterer
     kind, params = _split_cfg(copy.deepcopy(dict(cfg)) if isinstance(
-        cfg, Mapping) else cfg, CLUSTERER_TYPES, 'clusterer')
+        cfg, Mapping) else cfg, None, 'clusterer')
     checks.append(('clusterer', kind, params))
     for what, kind, params in checks:
-        params = {k: (2 if v == 'auto' and k in ('n_clusters', 'n_components')
-                      else v) for k, v in params.items()}
+        auto = None if what == 'reducer' else get_clusterer(kind).auto_param
+        params = {k: (2 if v == 'auto' and k == auto else v)
+                  for k, v in params.items()}
         _make_estimator(kind, params, what, 0)  # checks the values too
 
 
@@ -323,24 +341,47 @@ def size_likelihood(cluster_id, definition: str = 'largest') -> np.ndarray:
                        "use 'largest' or 'fraction'")
 
 
+def knn_radius(train_z: np.ndarray, k: int, query=None) -> np.ndarray:
+    """The kNN radius r: for each training sample the distance to its
+    ``k``-th nearest *other* training sample (``query`` None; ``k`` at
+    most N - 1), or for each ``query`` point the distance to its ``k``-th
+    nearest training sample. float64."""
+    from sklearn.neighbors import NearestNeighbors
+    if query is None:
+        nn = NearestNeighbors(n_neighbors=k + 1).fit(train_z)
+        return nn.kneighbors(train_z)[0][:, -1].astype(np.float64)
+    nn = NearestNeighbors(n_neighbors=k).fit(train_z)
+    return nn.kneighbors(np.asarray(query, np.float32))[0][:, -1].astype(
+        np.float64)
+
+
+def density_from_radius(r: np.ndarray, rmin: float) -> np.ndarray:
+    """p = min(1, rmin / r), 1 where r = 0 (duplicates: densest possible)."""
+    r = np.asarray(r, np.float64)
+    p = np.ones(len(r), dtype=np.float64)
+    pos = r > 0
+    p[pos] = np.minimum(1.0, rmin / r[pos])
+    return p
+
+
+def density_k_eff(n: int, k: int) -> int:
+    """The k actually used with ``n`` training samples (0: fewer than 2)."""
+    return int(min(max(1, k), n - 1)) if n > 1 else 0
+
+
+def min_positive(r: np.ndarray) -> float:
+    return float(r[r > 0].min()) if (r > 0).any() else 0.0
+
+
 def knn_density_likelihood(z: np.ndarray, k: int = 10) -> np.ndarray:
     """p_i = min_j r_j / r_i with r_i the distance to the k-th nearest other
     sample (see module docstring); duplicates (r = 0) get p = 1."""
-    from sklearn.neighbors import NearestNeighbors
     z = check_embeddings(z)
-    n = z.shape[0]
-    if n < 2:
-        return np.ones(n, dtype=np.float64)
-    k_eff = int(min(max(1, k), n - 1))
-    nn = NearestNeighbors(n_neighbors=k_eff + 1).fit(z)
-    dist, _ = nn.kneighbors(z)
-    r = dist[:, -1].astype(np.float64)
-    if r.max() <= 0:
-        return np.ones(n, dtype=np.float64)
-    pos = r > 0
-    p = np.ones(n, dtype=np.float64)  # r == 0: duplicates, densest possible
-    p[pos] = r[pos].min() / r[pos]
-    return p
+    k_eff = density_k_eff(z.shape[0], k)
+    if not k_eff:
+        return np.ones(z.shape[0], dtype=np.float64)
+    r = knn_radius(z, k_eff)
+    return density_from_radius(r, min_positive(r))
 
 
 def score_embeddings(x, *, reducer: Optional[Mapping] = DEFAULT_REDUCER,
@@ -419,9 +460,6 @@ def combine_camera_scores(per_camera: Mapping[str, Dict], op: str) -> Dict:
 # ------------------------------------------------------------ fitted scorer
 SCORER_FORMAT = 'mmdet3d_equity.scorer'
 SCORER_FORMAT_VERSION = 1
-#: DBSCAN metrics a saved scorer can reproduce (sklearn NearestNeighbors)
-SCORER_DBSCAN_METRICS = ('euclidean', 'minkowski', 'manhattan', 'chebyshev',
-                         'l1', 'l2', 'cityblock', 'cosine')
 
 
 class FittedScorer:
@@ -476,43 +514,15 @@ class FittedScorer:
                           pca_components=pca_est.components_,
                           pca_explained_variance=pca_est.explained_variance_)
             settings['whiten'] = bool(pca_est.whiten)
-        if kind == 'kmeans':
-            arrays['kmeans_centers'] = clu_est.cluster_centers_
-        elif kind == 'gmm':
-            arrays.update(gmm_weights=clu_est.weights_,
-                          gmm_means=clu_est.means_,
-                          gmm_precisions_cholesky=clu_est.precisions_cholesky_)
-            settings['covariance_type'] = clu_est.covariance_type
-        elif kind == 'dbscan':
-            arrays['dbscan_core'] = np.asarray(clu_est.core_sample_indices_,
-                                               np.int64)
-            params = clu_est.get_params()
-            settings.update(eps=float(params['eps']), metric=params['metric'],
-                            p=params['p'])
-            if not isinstance(params['metric'], str) or params['metric'] \
-                    not in SCORER_DBSCAN_METRICS or params['metric_params']:
-                settings['unsupported'] = (
-                    f"DBSCAN metric {params['metric']!r} (metric_params "
-                    f"{params['metric_params']!r}) cannot be saved; use one of"
-                    f' {SCORER_DBSCAN_METRICS} without metric_params')
-        elif kind == 'hdbscan':
-            if likelihood_def != 'density':
-                settings['unsupported'] = (
-                    "scikit-learn's HDBSCAN cannot place new samples in a "
-                    'fitted clustering (it has no predict); score other '
-                    "splits with --clusterer kmeans/gmm/dbscan, or use "
-                    "--likelihood density (distance to the training samples)")
-        else:
-            raise ScoringError(f'unknown clusterer type {kind!r}')
+        spec = get_clusterer(kind)
+        state, extra = spec.fitted_state(clu_est)
+        arrays.update(state)
+        settings.update(extra)
+        if spec.cannot_assign and likelihood_def != 'density':
+            settings['unsupported'] = spec.cannot_assign
         if likelihood_def == 'density':
-            n = z.shape[0]
-            k_eff = int(min(max(1, density_k), n - 1)) if n > 1 else 0
-            rmin = 0.0
-            if k_eff:
-                from sklearn.neighbors import NearestNeighbors
-                r = NearestNeighbors(n_neighbors=k_eff + 1).fit(z) \
-                    .kneighbors(z)[0][:, -1].astype(np.float64)
-                rmin = float(r[r > 0].min()) if (r > 0).any() else 0.0
+            k_eff = density_k_eff(z.shape[0], density_k)
+            rmin = min_positive(knn_radius(z, k_eff)) if k_eff else 0.0
             settings.update(density_k=int(density_k), k_eff=k_eff, rmin=rmin)
         return cls(kind, likelihood_def, settings, arrays)
 
@@ -541,69 +551,19 @@ class FittedScorer:
             z = z / np.sqrt(self.arrays['pca_explained_variance'])
         return np.ascontiguousarray(z, dtype=np.float32)
 
-    def _gmm_log_prob(self, z) -> np.ndarray:
-        w = self.arrays['gmm_weights']
-        means = self.arrays['gmm_means']
-        pc = self.arrays['gmm_precisions_cholesky']
-        ctype = self.settings['covariance_type']
-        z = z.astype(np.float64)
-        n, d = z.shape
-        out = np.empty((n, len(w)))
-        for k in range(len(w)):
-            diff = z - means[k]
-            if ctype == 'full':
-                y, logdet = diff @ pc[k], np.log(np.diag(pc[k])).sum()
-            elif ctype == 'tied':
-                y, logdet = diff @ pc, np.log(np.diag(pc)).sum()
-            elif ctype == 'diag':
-                y, logdet = diff * pc[k], np.log(pc[k]).sum()
-            else:  # spherical
-                y, logdet = diff * pc[k], d * np.log(pc[k])
-            out[:, k] = -0.5 * (d * np.log(2 * np.pi) + (y * y).sum(1)) + \
-                logdet + np.log(w[k])
-        return out
-
     def assign(self, z) -> np.ndarray:
-        """Raw cluster labels of reduced embeddings ``z`` (-1: none)."""
-        from sklearn.neighbors import NearestNeighbors
-        z = np.asarray(z, dtype=np.float32)
-        if self.kind == 'kmeans':
-            c = self.arrays['kmeans_centers'].astype(np.float64)
-            out = np.empty(len(z), np.int64)
-            for s in range(0, len(z), 1024):  # bounded memory
-                zz = z[s:s + 1024].astype(np.float64)
-                out[s:s + 1024] = ((zz[:, None, :] - c[None]) ** 2).sum(
-                    -1).argmin(1)
-            return out
-        if self.kind == 'gmm':
-            return self._gmm_log_prob(z).argmax(1).astype(np.int64)
-        if self.kind == 'dbscan':
-            core = self.arrays['dbscan_core']
-            if len(core) == 0:
-                return np.full(len(z), -1, np.int64)
-            nn = NearestNeighbors(n_neighbors=1, metric=self.settings[
-                'metric'], p=self.settings['p'] or 2).fit(self.train_z[core])
-            dist, idx = nn.kneighbors(z)
-            labels = self.train_raw[core[idx[:, 0]]]
-            return np.where(dist[:, 0] <= self.settings['eps'], labels,
-                            -1).astype(np.int64)
-        # hdbscan with 'density': the nearest training sample's cluster
-        idx = NearestNeighbors(n_neighbors=1).fit(self.train_z) \
-            .kneighbors(z)[1][:, 0]
-        return self.train_raw[idx]
+        """Raw cluster labels of reduced embeddings ``z`` (-1: none), by the
+        clusterer's rule."""
+        return get_clusterer(self.kind).assign(
+            self.arrays, self.settings, np.asarray(z, dtype=np.float32),
+            self.train_z, self.train_raw)
 
     def density(self, z) -> np.ndarray:
-        from sklearn.neighbors import NearestNeighbors
         k = self.settings['k_eff']
         if not k:
             return np.ones(len(z))
-        r = NearestNeighbors(n_neighbors=k).fit(self.train_z) \
-            .kneighbors(np.asarray(z, np.float32))[0][:, -1].astype(
-                np.float64)
-        p = np.ones(len(z))
-        pos = r > 0
-        p[pos] = np.minimum(1.0, self.settings['rmin'] / r[pos])
-        return p
+        return density_from_radius(knn_radius(self.train_z, k, query=z),
+                                   self.settings['rmin'])
 
     def score(self, x) -> Dict:
         """Score embeddings ``x`` (N, D): ``likelihood``, ``cluster_id``

@@ -1,9 +1,11 @@
-"""The training split of a dataset config, as scoring sees it.
+"""A split of a dataset config (train, val or test), as scoring sees it.
 
-:class:`TrainSplit` builds ``cfg.train_dataloader.dataset`` (unwrapping
+:class:`Split` builds ``cfg.<split>_dataloader.dataset`` (unwrapping
 RepeatDataset / CBGSDataset / ClassBalancedDataset / EquityDataset), lists its
-samples by the dataset's own identity (:func:`sample_identity`) and resolves
-camera image paths and LiDAR paths. Only the training split is ever used.
+samples by the dataset's own identity (:func:`sample_identity`, the same
+identities as the metrics) and resolves camera image paths and LiDAR paths.
+Only the training split is clustered; val / test are scored against the
+training fit.
 """
 import copy
 import os
@@ -13,9 +15,15 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .clustering import ScoringError
-from ..utils.identity import (dataset_fingerprint, id_key_of, raw_data_info,
-                       sample_identity)
+from ..utils.errors import ScoringError
+from ..utils.identity import (
+    dataset_fingerprint,
+    id_key_of,
+    raw_data_info,
+    sample_identity,
+)
+
+SPLITS = ('train', 'val', 'test')
 
 #: wrapper dataset types whose inner dataset is cfg['dataset']
 WRAPPERS = ('RepeatDataset', 'CBGSDataset', 'ClassBalancedDataset',
@@ -67,14 +75,17 @@ def _type_name(t) -> str:
     return t if isinstance(t, str) else getattr(t, '__name__', str(t))
 
 
-def unwrap_train_dataset_cfg(cfg) -> dict:
-    """Return the innermost dataset config of ``cfg.train_dataloader``."""
-    if 'train_dataloader' not in cfg or cfg.train_dataloader is None or \
-            'dataset' not in cfg.train_dataloader:
-        raise ScoringError(
-            'the config has no train_dataloader.dataset: scoring reads the '
-            'training split from it; give a training config')
-    ds = copy.deepcopy(cfg.train_dataloader.dataset)
+def unwrap_dataset_cfg(cfg, split: str = 'train') -> dict:
+    """The innermost dataset config of ``cfg.<split>_dataloader`` (its
+    wrappers listed under ``'_wrappers'``)."""
+    key = f'{split}_dataloader'
+    if key not in cfg or cfg[key] is None or 'dataset' not in cfg[key]:
+        if split == 'train':
+            raise ScoringError(
+                'the config has no train_dataloader.dataset: scoring reads '
+                'the training split from it; give a training config')
+        raise ScoringError(f'the config has no {key}.dataset to score')
+    ds = copy.deepcopy(cfg[key].dataset)
     chain = []
     while _type_name(ds.get('type', '')) in WRAPPERS or (
             'dataset' in ds and isinstance(ds.get('dataset'), dict)
@@ -83,34 +94,47 @@ def unwrap_train_dataset_cfg(cfg) -> dict:
         ds = copy.deepcopy(ds['dataset'])
     if 'datasets' in ds:
         raise ScoringError(
-            f'train_dataloader.dataset is a {_type_name(ds.get("type"))} of '
+            f'{key}.dataset is a {_type_name(ds.get("type"))} of '
             'several datasets; score each dataset config separately')
     ds['_wrappers'] = chain
     return ds
 
 
-class TrainSplit:
-    """The samples of a config's training split.
+def unwrap_train_dataset_cfg(cfg) -> dict:
+    """The innermost dataset config of ``cfg.train_dataloader``."""
+    return unwrap_dataset_cfg(cfg, 'train')
+
+
+class Split:
+    """The samples of one split of a config.
 
     Args:
-        cfg: an MMEngine config (see :func:`apis.config.load_config`).
+        cfg: an MMEngine config (see :func:`utils.config.load_config`).
+        split: 'train' (clustered), 'val' or 'test' (scored against the
+            training fit).
         img_prefix: optional override of the image folder, relative to
             data_root or absolute; may contain ``{cam}``.
         logger: an MMLogger (or None).
     """
 
-    def __init__(self, cfg, img_prefix: Optional[str] = None, logger=None):
-        from mmengine.registry import init_default_scope
+    def __init__(self, cfg, split: str = 'train',
+                 img_prefix: Optional[str] = None, logger=None):
         from mmdet3d.registry import DATASETS
+        from mmengine.registry import init_default_scope
+        if split not in SPLITS:
+            raise ScoringError(f'split must be one of {SPLITS}, got '
+                               f'{split!r}')
         self.cfg = cfg
         self.logger = logger
-        ds_cfg = unwrap_train_dataset_cfg(cfg)
+        self.split = split
+        key = f'{split}_dataloader'
+        ds_cfg = unwrap_dataset_cfg(cfg, split)
         self.wrappers = ds_cfg.pop('_wrappers')
         self.raw_cfg = copy.deepcopy(ds_cfg)
         self.type = _type_name(ds_cfg.get('type'))
         self.train_pipeline_cfg = copy.deepcopy(ds_cfg.get('pipeline', []))
         ds_cfg['pipeline'] = []  # infos only: no augmentation, no db sampler
-        if ds_cfg.get('test_mode', False):
+        if split == 'train' and ds_cfg.get('test_mode', False):
             raise ScoringError(
                 'train_dataloader.dataset has test_mode=True; scoring reads '
                 'the training split only. Fix the config.')
@@ -118,18 +142,23 @@ class TrainSplit:
         root = ds_cfg.get('data_root', '') or ''
         ann_path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
         if ann and not osp.isfile(ann_path):
-            raise ScoringError(
-                f'training annotation file not found: {ann_path} (from '
-                'train_dataloader.dataset ann_file/data_root). Create the '
-                'dataset infos or fix data_root.')
-        self._check_not_val(cfg, ann_path)
+            if split == 'train':
+                raise ScoringError(
+                    f'training annotation file not found: {ann_path} (from '
+                    'train_dataloader.dataset ann_file/data_root). Create '
+                    'the dataset infos or fix data_root.')
+            raise ScoringError(f'{split} annotation file not found: '
+                               f'{ann_path} (from {key}.dataset)')
+        if split == 'train':
+            self._check_not_val(cfg, ann_path)
         init_default_scope(cfg.get('default_scope', 'mmdet3d'))
+        what = 'training' if split == 'train' else split
         try:
             self.dataset = DATASETS.build(ds_cfg)
         except Exception as e:
             self._raise_if_empty(ann_path, e)
             raise ScoringError(
-                f'cannot build the training dataset {self.type} from '
+                f'cannot build the {what} dataset {self.type} from '
                 f'{ann_path}: {type(e).__name__}: {e}') from e
         self.data_root = root
         self.ann_file = ann_path
@@ -144,9 +173,10 @@ class TrainSplit:
             return
         if isinstance(data, dict) and not data.get('data_list', [1]):
             raise ScoringError(
-                f'the training split is empty: {ann_path} has an empty '
+                f'the {self._what} split is empty: {ann_path} has an empty '
                 'data_list. Re-create the dataset infos or point '
-                'train_dataloader.dataset at the right ann_file.') from cause
+                f'{self.split}_dataloader.dataset at the right ann_file.') \
+                from cause
 
     @staticmethod
     def _check_not_val(cfg, ann_path):
@@ -170,7 +200,7 @@ class TrainSplit:
         n = len(ds)
         if n == 0:
             raise ScoringError(
-                f'the training split is empty: {self.type} with ann_file '
+                f'the {self._what} split is empty: {self.type} with ann_file '
                 f'{self.ann_file} has no samples. Check the info file and '
                 'the config\'s data_root.')
         groups: 'OrderedDict[str, List[dict]]' = OrderedDict()
@@ -197,6 +227,10 @@ class TrainSplit:
 
     def __len__(self):
         return len(self.ids)
+
+    @property
+    def _what(self) -> str:
+        return 'training' if self.split == 'train' else self.split
 
     # ------------------------------------------------------------- cameras
     def available_cameras(self) -> List[str]:
@@ -294,5 +328,5 @@ class TrainSplit:
 
     def describe(self) -> Dict:
         return dict(type=self.type, data_root=self.data_root,
-                    ann_file=self.ann_file, split='train',
+                    ann_file=self.ann_file, split=self.split,
                     num_samples=len(self.ids), wrappers=list(self.wrappers))

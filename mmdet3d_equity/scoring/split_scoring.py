@@ -16,7 +16,6 @@ the same in the run that fits.
 dataset's frame_modes.json), the likelihood of each slice's samples, so a
 user sees at once whether the scorer found the rare mode.
 """
-import copy
 import json
 import os.path as osp
 from collections import OrderedDict
@@ -24,121 +23,56 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .clustering import ScoringError, combine_camera_scores, load_scorer
-from .dataset_source import WRAPPERS, TrainSplit, _type_name
+from ..utils.errors import ConfigError, ScoringError
+from .cameras import embedding_views, score_views
+from .clustering import load_scorer
+from .dataset_source import Split
+from .outputs import (
+    output_stem,
+    scorer_path,
+    slice_report_path,
+    split_output_path,
+)
+from .settings import EVAL_SPLITS, build_embedder
 
-EVAL_SPLITS = ('val', 'test')
+#: run options of the embedder saved in the scorer file (they change the
+#: numbers); batch size, device and workers do not and are chosen anew
+REBUILD_RUN_FIELDS = ('seed', 'amp', 'amp_dtype', 'channels_last')
 
-
-# ------------------------------------------------------------ file names
-def output_stem(out: str) -> str:
-    return osp.splitext(out)[0]
-
-
-def scorer_path(out: str) -> str:
-    """The scorer file saved with the likelihood file ``out``."""
-    return output_stem(out) + '_scorer.npz'
-
-
-def split_output_path(out: str, split: str) -> str:
-    """The likelihood file of ``split`` scored with ``out``'s scorer."""
-    stem, ext = osp.splitext(out)
-    return f'{stem}_{split}{ext or ".npz"}'
-
-
-def slice_report_path(out: str) -> str:
-    return output_stem(out) + '_slices.json'
-
-
-# ------------------------------------------------------------ the split
-class EvalSplit(TrainSplit):
-    """The samples of a config's ``val_dataloader`` / ``test_dataloader``
-    dataset, as scoring sees them (same identities as the metrics)."""
-
-    def __init__(self, cfg, split: str = 'val',
-                 img_prefix: Optional[str] = None, logger=None):
-        from mmengine.registry import init_default_scope
-
-        from mmdet3d.registry import DATASETS
-        if split not in EVAL_SPLITS:
-            raise ScoringError(f'split must be one of {EVAL_SPLITS}, got '
-                               f'{split!r} (the training split is scored by '
-                               'compute_likelihoods itself)')
-        key = f'{split}_dataloader'
-        dl = cfg.get(key, None)
-        if not dl or 'dataset' not in dl:
-            raise ScoringError(f'the config has no {key}.dataset to score')
-        ds_cfg = copy.deepcopy(dl['dataset'])
-        chain = []
-        while _type_name(ds_cfg.get('type', '')) in WRAPPERS:
-            chain.append(_type_name(ds_cfg.get('type')))
-            ds_cfg = copy.deepcopy(ds_cfg['dataset'])
-        self.cfg, self.logger, self.split = cfg, logger, split
-        self.wrappers = chain
-        self.raw_cfg = copy.deepcopy(ds_cfg)
-        self.type = _type_name(ds_cfg.get('type'))
-        self.train_pipeline_cfg = copy.deepcopy(ds_cfg.get('pipeline', []))
-        ds_cfg['pipeline'] = []
-        ann = ds_cfg.get('ann_file', '')
-        root = ds_cfg.get('data_root', '') or ''
-        ann_path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
-        if ann and not osp.isfile(ann_path):
-            raise ScoringError(f'{split} annotation file not found: '
-                               f'{ann_path} (from {key}.dataset)')
-        init_default_scope(cfg.get('default_scope', 'mmdet3d'))
-        try:
-            self.dataset = DATASETS.build(ds_cfg)
-        except Exception as e:
-            raise ScoringError(f'cannot build the {split} dataset {self.type}'
-                               f' from {ann_path}: {type(e).__name__}: {e}') \
-                from e
-        if len(self.dataset) == 0:
-            raise ScoringError(f'the {split} split ({ann_path}) is empty')
-        self.data_root = root
-        self.ann_file = ann_path
-        self._collect()
-
-    def describe(self) -> Dict:
-        return dict(super().describe(), split=self.split)
+__all__ = ['EVAL_SPLITS', 'apply_scorers', 'score_other_split',
+           'scorer_path', 'slice_likelihood_report', 'slice_report_path',
+           'split_output_path', 'verify_embedder']
 
 
 # ------------------------------------------------------------ applying
 def apply_scorers(emb: np.ndarray, scorers: Mapping, aggregation) -> Dict:
     """Score (N, C, D) embeddings with the training scorers, aggregating the
     cameras as the training split was (``aggregation`` record)."""
-    n, c, d = emb.shape
-    mode = (aggregation or {}).get('mode', 'single')
-    if mode in ('single', 'concat', 'mean'):
-        if 'embedding' not in scorers:
-            raise ScoringError('the scorer file holds per-camera scorers but '
-                               f'its aggregation is {mode!r}')
-        x = emb[:, 0] if mode == 'single' else (
-            emb.reshape(n, c * d) if mode == 'concat' else emb.mean(axis=1))
-        if mode == 'single' and c != 1:
-            raise ScoringError(f'{c} cameras per sample, the scorer was '
-                               'fitted on one')
-        return scorers['embedding'].score(x)
-    cams = list(aggregation['cameras'])
-    if c != len(cams) or set(cams) != set(scorers):
-        raise ScoringError(f'embeddings of {c} cameras; the scorer has '
-                           f'per-camera scorers {sorted(scorers)}')
-    per_cam = OrderedDict((cam, scorers[cam].score(emb[:, i]))
-                          for i, cam in enumerate(cams))
-    comb = combine_camera_scores(per_cam, aggregation['op'])
-    return dict(likelihood=comb['likelihood'], cluster_id=comb['cluster_id'],
-                cluster_size=comb['cluster_size'],
-                rarest_camera=comb['rarest_camera'],
-                per_camera={cam: dict(likelihood=r['likelihood'])
-                            for cam, r in per_cam.items()})
+    names = [name for name, _ in embedding_views(emb, aggregation)]
+    if set(names) != set(scorers):
+        raise ScoringError(f'the scorer file holds scorers {sorted(scorers)}'
+                           f' but its aggregation '
+                           f'{(aggregation or {}).get("mode", "single")!r} '
+                           f'needs {sorted(names)}')
+    res = score_views(emb, aggregation,
+                      lambda name, x: scorers[name].score(x))
+    if 'per_camera' in res:
+        res['per_camera'] = {cam: dict(likelihood=r['likelihood'])
+                             for cam, r in res['per_camera'].items()}
+    return res
 
 
-def scorer_meta(split: TrainSplit, emb_model, embedder_args: Mapping, cams,
+def scorer_meta(split: Split, emb_model, embedder_args: Mapping, cams,
                 img_prefix, res: Mapping, likelihood_def, density_k,
                 config_path) -> Dict:
-    """Provenance saved with the scorers (see :func:`save_scorer`)."""
+    """Provenance saved with the scorers (see :func:`save_scorer`);
+    ``embedder_args``: the embedder's registry config without the
+    options that do not change the numbers (batch size, device, workers),
+    to rebuild it."""
     from ..utils.likelihood_file import package_versions
     return dict(
-        embedder_args=dict(embedder_args),
+        embedder_args=json.loads(json.dumps(dict(embedder_args),
+                                            default=str)),
         embedder_config=json.loads(json.dumps(emb_model.config(),
                                               default=str)),
         cameras=None if cams is None else list(cams), img_prefix=img_prefix,
@@ -151,25 +85,13 @@ def scorer_meta(split: TrainSplit, emb_model, embedder_args: Mapping, cams,
         versions=package_versions())
 
 
-def _embed_rows(split, emb_model, cams, img_prefix, rows) -> np.ndarray:
-    """(len(rows), C, D) embeddings of some samples of ``split``."""
-    if emb_model.kind == 'image_backbone':
-        from .embedders import read_image
-        paths = split.image_paths(cams, img_prefix)
-        imgs = [read_image(paths[i][c], split.ids[i], cams[c])
-                for i in rows for c in range(len(cams))]
-        return emb_model.embed_images(imgs).reshape(len(rows), len(cams), -1)
-    return emb_model.embed_infos([split.infos[i] for i in rows],
-                                 split.dataset)[:, None, :]
-
-
 def verify_embedder(cfg, emb_model, scorers, meta, img_prefix=None,
                     num: int = 2, rtol: float = 1e-2, logger=None) -> None:
     """Check that ``emb_model`` reproduces the training embeddings: the
     config's training split must be the one the scorer was fitted on, and
     re-embedding its first ``num`` samples must give their saved reduced
     embeddings (relative error below ``rtol``)."""
-    split = TrainSplit(cfg, img_prefix=img_prefix, logger=logger)
+    split = Split(cfg, 'train', img_prefix=img_prefix, logger=logger)
     if split.fingerprint != meta['fingerprint']:
         raise ScoringError(
             'the config\'s training split is not the one the scorer was '
@@ -177,17 +99,8 @@ def verify_embedder(cfg, emb_model, scorers, meta, img_prefix=None,
             f'{meta["fingerprint"][:12]}): give the config used with '
             'compute_likelihoods')
     rows = list(range(min(num, len(split))))
-    emb = _embed_rows(split, emb_model, meta['cameras'], img_prefix, rows)
-    mode = (meta['aggregation'] or {}).get('mode', 'single')
-    checks = []
-    if mode in ('single', 'concat', 'mean'):
-        n, c, d = emb.shape
-        x = emb[:, 0] if mode == 'single' else (
-            emb.reshape(n, c * d) if mode == 'concat' else emb.mean(axis=1))
-        checks.append(('embedding', x))
-    else:
-        for i, cam in enumerate(meta['aggregation']['cameras']):
-            checks.append((cam, emb[:, i]))
+    emb = emb_model.embed_rows(split, rows, meta['cameras'], img_prefix)
+    checks = embedding_views(emb, meta['aggregation'])
     for name, x in checks:
         s = scorers[name]
         z = s.transform(x)
@@ -204,7 +117,7 @@ def verify_embedder(cfg, emb_model, scorers, meta, img_prefix=None,
         logger.info(f'embedder verified on {len(rows)} training samples')
 
 
-def build_split_record(esplit: EvalSplit, res: Mapping, meta: Mapping,
+def build_split_record(esplit: Split, res: Mapping, meta: Mapping,
                        scorer_file: Optional[str], train_out=None):
     from ..utils.likelihood_file import build_record
     extra = dict(scored_against=dict(
@@ -233,22 +146,18 @@ def score_other_split(config, scorer_file: str, out: str, *,
     likelihood file ``out`` (+ ``.csv``, and with ``slice_file`` a slice
     report ``<stem>_slices.json`` and figure ``<stem>_slices.png``).
     Returns the record."""
-    from ..utils.config import ConfigError, load_config
+    from ..utils.config import load_config
     from ..utils.fileio import check_output_dir
     from ..utils.likelihood_file import save_likelihood_file
-    from .pipeline import build_embedder, embed_split, get_logger, write_csv
+    from .embedding import embed_split
+    from .outputs import get_logger, refuse_existing, write_csv
     logger = logger or get_logger()
     scorers, meta = load_scorer(scorer_file)
     for s in scorers.values():
         s.check_usable()
-    outputs = [out, output_stem(out) + '.csv'] + (
+    refuse_existing([out, output_stem(out) + '.csv'] + (
         [slice_report_path(out), output_stem(out) + '_slices.png']
-        if slice_file else [])
-    if not overwrite:
-        exists = [p for p in outputs if osp.exists(p)]
-        if exists:
-            raise FileExistsError(f'output(s) {exists} already exist; pass '
-                                  '--overwrite to replace them')
+        if slice_file else []), overwrite)
     check_output_dir(osp.dirname(osp.abspath(out)))
     if slice_file:
         from ..evaluation.slice_sources import read_slice_file
@@ -258,8 +167,9 @@ def score_other_split(config, scorer_file: str, out: str, *,
     except ConfigError as e:
         raise ScoringError(str(e)) from e
     args = dict(meta['embedder_args'])
-    emb_model = build_embedder(args.pop('embedder'), batch_size=batch_size,
-                               device=device, logger=logger, **args)
+    run = {k: args.pop(k) for k in REBUILD_RUN_FIELDS if k in args}
+    emb_model = build_embedder(args, dict(run, batch_size=batch_size,
+                                          device=device, logger=logger))
     now = json.loads(json.dumps(emb_model.config(), default=str))
     if now != meta['embedder_config']:
         raise ScoringError(f'the rebuilt embedder {now} differs from the one '
@@ -269,7 +179,11 @@ def score_other_split(config, scorer_file: str, out: str, *,
     if verify:
         verify_embedder(cfg, emb_model, scorers, meta, img_prefix,
                         logger=logger)
-    esplit = EvalSplit(cfg, split, img_prefix=img_prefix, logger=logger)
+    if split not in EVAL_SPLITS:
+        raise ScoringError(f'split must be one of {EVAL_SPLITS}, got '
+                           f'{split!r} (the training split is scored by '
+                           'compute_likelihoods itself)')
+    esplit = Split(cfg, split, img_prefix=img_prefix, logger=logger)
     logger.info(f'{split} split: {esplit.type}, {len(esplit)} samples '
                 f'({esplit.ann_file})')
     if cache_dir is None:
@@ -359,7 +273,7 @@ def write_slice_report(report: Mapping, path: str,
 
 
 def check_split_names(cfg, splits: Sequence[str]) -> List[str]:
-    """Validate ``score_splits`` before any work."""
+    """``score_splits`` exist in the config (before any work)."""
     out = []
     for s in splits:
         if s not in EVAL_SPLITS:
@@ -370,3 +284,40 @@ def check_split_names(cfg, splits: Sequence[str]) -> List[str]:
                                f'{s}_dataloader.dataset')
         out.append(s)
     return out
+
+
+def write_scorer_outputs(out, record, res, split, emb_model, cams, others,
+                         settings, paths, config_path, logger):
+    """The scorer file, the other splits' likelihood files and the slice
+    report of a compute_likelihoods run (rank 0, after the training
+    split's outputs)."""
+    from ..utils.likelihood_file import save_likelihood_file
+    from .clustering import save_scorer
+    from .outputs import write_csv
+    s = settings
+    embedder_args = dict(s.embedder_cfg(), seed=int(s.seed), amp=bool(s.amp),
+                         amp_dtype=emb_model.options.amp_dtype,
+                         channels_last=bool(s.channels_last))
+    meta = scorer_meta(split, emb_model, embedder_args, cams, s.img_prefix,
+                       res, s.likelihood_def, s.density_k, config_path)
+    sfile = None
+    if s.save_scorer:
+        sfile = save_scorer(scorer_path(out), res['scorers'], meta,
+                            overwrite=s.overwrite)
+        logger.info(f'scorer written: {sfile} (score other splits with '
+                    'tools/score_split.py)')
+    data = OrderedDict(train=(record['sample_ids'], record['likelihood']))
+    for name, (esplit, emb) in others.items():
+        r = apply_scorers(emb, res['scorers'], res['aggregation'])
+        rec = build_split_record(esplit, r, meta, sfile, out)
+        path = split_output_path(out, name)
+        save_likelihood_file(rec, path, overwrite=s.overwrite)
+        write_csv(rec, output_stem(path) + '.csv', s.eta, s.gamma)
+        logger.info(f'{name} split scored against the training fit: {path}')
+        data[name] = (rec['sample_ids'], rec['likelihood'])
+    if s.slice_file:
+        report = slice_likelihood_report(s.slice_file, data)
+        figure = osp.join(paths['figures'], 'likelihood_by_slice.png') \
+            if s.figures else None
+        write_slice_report(report, slice_report_path(out), figure, data,
+                           overwrite=s.overwrite, logger=logger)

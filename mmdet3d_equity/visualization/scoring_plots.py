@@ -6,11 +6,15 @@
 * ``weight_curve.png`` W(p) = (eta + (1-p)^gamma) / (eta + 1) with the
                        samples' likelihoods as a rug
 * ``rare_clusters.png`` / ``common_clusters.png``  thumbnail grids of the
-                       rarest / most common clusters: camera images, or BEV
-                       renderings of the point cloud for LiDAR-only scoring
+                       rarest / most common clusters (never the same one in
+                       both): camera images, or BEV renderings of the point
+                       cloud for LiDAR-only scoring
+
+The caller passes the clusters (ids, sizes, members, camera) and a
+thumbnail function in; nothing here reads data.
 """
 import os.path as osp
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -133,102 +137,109 @@ def bev_image(points: np.ndarray, size: int = 160,
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def pick_clusters(cluster_id, likelihood, num: int = 4):
-    """(rarest, most common) cluster ids: by size ascending (ties: lower
-    likelihood first) and by size descending."""
-    cid = np.asarray(cluster_id)
-    lik = np.asarray(likelihood)
-    ids, counts = np.unique(cid, return_counts=True)
-    mean_lik = np.array([lik[cid == c].mean() for c in ids])
-    rare = [int(ids[i]) for i in np.lexsort((mean_lik, counts))[:num]]
-    common = [int(ids[i]) for i in np.argsort(-counts, kind='stable')[:num]
-              if int(ids[i]) not in rare or len(ids) <= num]
+def pick_clusters(clusters: Mapping[int, Mapping], num: int = 4):
+    """(rarest, most common) cluster ids of ``clusters`` (``{id: dict(size,
+    mean_likelihood, ...)}``): the rarest by size ascending (ties: lower
+    mean likelihood first), the most common by size descending; never the
+    same cluster in both (with fewer than ``2 * num`` clusters the rare
+    side gets the smaller half, rounded up)."""
+    ids = list(clusters)
+    order = sorted(ids, key=lambda c: (clusters[c]['size'],
+                                       clusters[c]['mean_likelihood'], c))
+    rare = order[:min(num, (len(ids) + 1) // 2)]
+    common = [c for c in sorted(ids, key=lambda c: (-clusters[c]['size'],
+                                                   c))
+              if c not in rare][:num]
     return rare, common
 
 
-def plot_thumbnail_grid(groups: Mapping[int, List[int]],
-                        thumb: Callable[[int], np.ndarray], labels,
+def plot_thumbnail_grid(clusters: Mapping[int, Mapping],
+                        thumb: Callable[..., np.ndarray], labels,
                         path: str, title: str, per_row: int = 5,
                         overwrite: bool = True) -> str:
+    """One row per cluster (``{id: dict(size, members, camera)}``): its
+    first ``per_row`` members' thumbnails (``thumb(i, camera)``), labelled
+    ``cluster id (camera, n=size)``."""
     plt = _plt()
-    keys = list(groups)
+    keys = list(clusters)
     nrow = max(1, len(keys))
     fig, axes = plt.subplots(nrow, per_row, figsize=(2.2 * per_row,
                                                      1.6 * nrow + 0.4),
                              squeeze=False)
     for r, c in enumerate(keys):
-        members = groups[c][:per_row]
+        info = clusters[c]
+        members = list(info['members'])[:per_row]
         for k in range(per_row):
             ax = axes[r][k]
             ax.axis('off')
             if k < len(members):
                 i = members[k]
                 try:
-                    ax.imshow(thumb(i))
+                    ax.imshow(thumb(i, info.get('camera')))
                 except Exception as e:  # a figure must not kill the run
                     ax.text(0.5, 0.5, f'unreadable:\n{type(e).__name__}',
                             ha='center', va='center', fontsize=6)
                 ax.set_title(labels(i), fontsize=6)
-        axes[r][0].text(-0.1, 0.5, f'cluster {c}\n(n={len(groups[c])})',
+        cam = f'{info["camera"]}, ' if info.get('camera') else ''
+        axes[r][0].text(-0.1, 0.5, f'cluster {c}\n({cam}n={info["size"]})',
                         transform=axes[r][0].transAxes, ha='right',
                         va='center', fontsize=7)
+    if not keys:
+        axes[0][0].text(0.0, 0.5, 'no other cluster (every cluster is '
+                        'shown in the other figure)', fontsize=8,
+                        transform=axes[0][0].transAxes)
     fig.suptitle(title)
     _save(fig, path, overwrite)
     return path
 
 
-def save_scoring_figures(record: Mapping, reduced: np.ndarray, split,
-                         out_dir: str, eta: float = 1.0, gamma: float = 5.0,
-                         cameras: Optional[Sequence[str]] = None,
-                         img_prefix: Optional[str] = None,
+def save_scoring_figures(record: Mapping, reduced: np.ndarray, out_dir: str,
+                         clusters: Mapping[int, Mapping],
+                         thumbnail: Optional[Callable[..., np.ndarray]] = None,
+                         kind: Optional[str] = None,
+                         projection: Optional[Mapping] = None,
+                         eta: float = 1.0, gamma: float = 5.0,
                          num_clusters: int = 4,
                          overwrite: bool = False) -> Dict[str, str]:
     """Write all figures of a scoring run into ``out_dir`` (existing
-    figures are replaced only with ``overwrite``)."""
+    figures are replaced only with ``overwrite``).
+
+    ``clusters``: ``{cluster id: dict(size, members, camera,
+    mean_likelihood)}`` of the samples' clusters (the caller's one
+    definition; the figures' ``n`` is ``size``); ``thumbnail(i, camera)``:
+    the RGB image shown for sample i (no thumbnail grids without it),
+    ``kind`` what it shows; ``projection``: ``dict(cluster_id,
+    cluster_size, title)`` to colour the projection by (default the
+    record's)."""
     check_output_dir(out_dir, 'figure')
     lik = np.asarray(record['likelihood'])
-    cid = np.asarray(record['cluster_id'])
-    size = np.asarray(record['cluster_size'])
+    proj = dict(cluster_id=record['cluster_id'],
+                cluster_size=record['cluster_size'], title='')
+    proj.update(projection or {})
     figs = dict(
-        projection=plot_projection(reduced, cid, size,
+        projection=plot_projection(reduced, np.asarray(proj['cluster_id']),
+                                   np.asarray(proj['cluster_size']),
                                    osp.join(out_dir, 'projection.png'),
-                                   overwrite=overwrite),
+                                   title=proj['title'], overwrite=overwrite),
         likelihood_hist=plot_likelihood_hist(
             lik, osp.join(out_dir, 'likelihood_hist.png'),
             record['likelihood_def'], overwrite=overwrite),
         weight_curve=plot_weight_curve(eta, gamma,
                                        osp.join(out_dir, 'weight_curve.png'),
                                        lik, overwrite=overwrite))
-    if split is None:
+    if thumbnail is None:
         return figs
     ids = record['sample_ids']
-    if cameras:
-        import mmcv
-        from ..scoring.embedders import read_image
-        paths = split.image_paths(cameras[:1], img_prefix)
-
-        def thumb(i):
-            im = read_image(paths[i][0])
-            h, w = im.shape[:2]
-            s = 200.0 / max(h, w)
-            return mmcv.imresize(im, (max(1, int(w * s)),
-                                      max(1, int(h * s))))[..., ::-1]
-        kind = f'camera {cameras[0]}'
-    else:
-        def thumb(i):
-            return bev_image(split.load_points(i))
-        kind = 'LiDAR BEV'
 
     def label(i):
         sid = str(ids[i])
         sid = sid if len(sid) <= 10 else sid[:8] + '..'
         return f'{sid} p={lik[i]:.2f}'
-    rare, common = pick_clusters(cid, lik, num_clusters)
+    rare, common = pick_clusters(clusters, num_clusters)
     for name, chosen in (('rare_clusters', rare),
                          ('common_clusters', common)):
-        groups = {c: [int(i) for i in np.flatnonzero(cid == c)]
-                  for c in chosen}
         figs[name] = plot_thumbnail_grid(
-            groups, thumb, label, osp.join(out_dir, name + '.png'),
+            {c: clusters[c] for c in chosen}, thumbnail, label,
+            osp.join(out_dir, name + '.png'),
             f'{name.replace("_", " ")} ({kind})', overwrite=overwrite)
     return figs

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
+from mmdet3d_equity.scoring.cameras import combine_camera_scores
 from mmdet3d_equity.scoring.clustering import (
     ScoringError, auto_n_clusters, cluster_embeddings, cluster_sizes,
-    combine_camera_scores, knn_density_likelihood, noise_to_singletons,
-    reduce_embeddings, score_embeddings, size_likelihood)
+    knn_density_likelihood, noise_to_singletons, reduce_embeddings,
+    score_embeddings, size_likelihood)
 
 
 def blobs(sizes, dim=16, spread=0.05, seed=0):

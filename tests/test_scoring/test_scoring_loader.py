@@ -45,8 +45,8 @@ def kitti_env(tiny_kitti_root):
 @pytest.fixture(scope='module')
 def split(kitti_env):
     from mmdet3d_equity.utils.config import load_config
-    from mmdet3d_equity.scoring.dataset_source import TrainSplit
-    return TrainSplit(load_config(KITTI_CFG))
+    from mmdet3d_equity.scoring.dataset_source import Split
+    return Split(load_config(KITTI_CFG), 'train')
 
 
 def _content(rec):
@@ -204,13 +204,14 @@ def test_workers_and_batch_size_do_not_change_the_likelihood_file(
 @pytest.mark.slow
 def test_detector_embedder_workers_give_identical_embeddings(split,
                                                              tmp_path):
-    from mmdet3d_equity.scoring.pipeline import build_embedder, embed_split
+    from mmdet3d_equity.scoring.embedding import embed_split
+    from mmdet3d_equity.scoring.settings import ScoringSettings
     ckpt = _tiny_detector_checkpoint(tmp_path)
     embs = []
     for workers in (0, 2):
-        emb = build_embedder('detector', detector_config=KITTI_CFG,
-                             detector_checkpoint=ckpt, batch_size=4,
-                             num_workers=workers)
+        emb = ScoringSettings(embedder='detector', detector_config=KITTI_CFG,
+                              detector_checkpoint=ckpt, batch_size=4,
+                              num_workers=workers).build_embedder()
         embs.append(embed_split(split, emb, None, use_cache=False))
     assert embs[0].shape == (len(split), 1, embs[0].shape[2])
     np.testing.assert_array_equal(embs[0], embs[1])
@@ -304,8 +305,8 @@ def test_bad_point_cloud_is_named(kitti_env, tmp_path, what, data, message):
         assert 'Traceback' not in msg
     # the BEV thumbnails read the clouds too: same check
     from mmdet3d_equity.utils.config import load_config
-    from mmdet3d_equity.scoring.dataset_source import TrainSplit
-    sp = TrainSplit(load_config(KITTI_CFG, opts))
+    from mmdet3d_equity.scoring.dataset_source import Split
+    sp = Split(load_config(KITTI_CFG, opts), 'train')
     with pytest.raises(ScoringError, match=message):
         sp.load_points(0)
 
@@ -325,10 +326,11 @@ class _Records(logging.Handler):
 def test_corrupt_embedding_cache_is_recomputed_with_a_warning(
         split, tmp_path, damage):
     from mmdet3d_equity.utils.fileio import atomic_savez
-    from mmdet3d_equity.scoring.pipeline import (build_embedder, embed_split,
-                                                 get_logger)
-    emb = build_embedder('image', backbone=R18, input_size=(64, 32),
-                         batch_size=16, num_workers=0)
+    from mmdet3d_equity.scoring.embedding import embed_split
+    from mmdet3d_equity.scoring.outputs import get_logger
+    from mmdet3d_equity.scoring.settings import ScoringSettings
+    emb = ScoringSettings(backbone=R18, input_size=(64, 32), batch_size=16,
+                          num_workers=0).build_embedder()
     cache = str(tmp_path / 'cache')
     ref = embed_split(split, emb, ['CAM2'], cache_dir=cache)
     (name, ) = os.listdir(cache)
