@@ -167,6 +167,11 @@ class PerSampleGradWeighting:
                                           w.to(dtype=torch.float32))
 
 
+def term_prefix(attr: str) -> str:
+    """Prefix of a companion head's term names: ``rpn_head`` -> ``rpn_``."""
+    return attr[:-len('head')] if attr.endswith('_head') else attr + '_'
+
+
 def split_terms(parts: Sequence[Tuple[str, HeadAdapter]],
                 terms: Union[str, Sequence[str]]) -> List:
     """Per head of a detector, the terms it weights: ``'all'`` for each, or
@@ -175,8 +180,7 @@ def split_terms(parts: Sequence[Tuple[str, HeadAdapter]],
     Heads with no named term get None (not weighted)."""
     if isinstance(terms, str) or len(parts) == 1:
         return [terms] * len(parts) if len(parts) > 1 else [terms]
-    prefixes = [None] + [attr[:-len('head')] if attr.endswith('head') else
-                         attr + '_' for attr, _ in parts[1:]]
+    prefixes = [None] + [term_prefix(attr) for attr, _ in parts[1:]]
     allowed = {}
     for i, ((attr, adapter), pre) in enumerate(zip(parts, prefixes)):
         for t in adapter.terms:
@@ -205,27 +209,26 @@ class DetectorWeighting:
     def __init__(self, detector: nn.Module,
                  terms: Union[str, Sequence[str]] = 'all') -> None:
         found = resolve_weighted_heads(detector)
-        self.attrs = [attr for attr, _, _ in found]
         per_head = split_terms([(a, ad) for a, _, ad in found], terms)
-        self.parts = [
-            PerSampleGradWeighting(head, terms=t, adapter=adapter,
-                                   detector=detector)
-            for (_, head, adapter), t in zip(found, per_head) if t is not None
+        # (term prefix, weighting) of every weighted head; the primary head
+        # (first) has no prefix
+        self._prefixed = [
+            ('' if i == 0 else term_prefix(attr),
+             PerSampleGradWeighting(head, terms=t, adapter=adapter,
+                                    detector=detector))
+            for i, ((attr, head, adapter), t) in enumerate(zip(found,
+                                                               per_head))
+            if t is not None
         ]
+        self.parts = [part for _, part in self._prefixed]
         self.head = found[0][1]
         self.adapter = found[0][2]
 
     @property
     def terms(self) -> Tuple[str, ...]:
         """The weighted terms (companion terms with their prefix)."""
-        out = []
-        for attr, part in zip(self.attrs, self.parts):
-            if part.head is self.head:
-                out += list(part.terms)
-            else:
-                pre = attr[:-len('head')] if attr.endswith('head') else attr
-                out += [pre + t for t in part.terms]
-        return tuple(out)
+        return tuple(pre + t for pre, part in self._prefixed
+                     for t in part.terms)
 
     @property
     def heads(self) -> List[str]:

@@ -320,6 +320,10 @@ def test_pv_rcnn_through_the_hook_with_term_selection():
     hook.remove()
     with pytest.raises(ValueError, match='not loss terms of this detector'):
         DetectorWeighting(model, terms=['cls'])
+    # only the RPN weighted: the RoI head's losses stay unweighted
+    rpn_only = DetectorWeighting(model, terms=['rpn_cls', 'rpn_dir'])
+    assert rpn_only.heads == ['PartA2RPNHead']
+    assert rpn_only.terms == ('rpn_cls', 'rpn_dir')
 
 
 # ---------------------------------------------------------------------------
