@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmdet3d_equity.models.head_adapters import (
+from mmdet3d_equity.models.head_adapters import (  # noqa: F401
     FeatureSettings,
     UnsupportedHeadError,
     adapter_for_head,
-    sample_map,  # noqa: F401
+    sample_map,  # re-exported
 )
 from mmdet3d_equity.models.head_adapters import find_head as _find_head
 from mmdet3d_equity.models.head_adapters.base import (
@@ -105,7 +105,8 @@ class ObjectFeatureSampler:
 
     @property
     def kind(self) -> str:
-        """The adapter's feature rule ('bev', 'mono_fcos', 'mono_smoke')."""
+        """The adapter's feature rule ('bev', 'bev_transfusion', 'query',
+        'mono_fcos', 'mono_smoke', or a user adapter's)."""
         return self.adapter.feature_kind
 
     @property

@@ -443,3 +443,58 @@ def test_roi_head_without_its_detector_is_refused():
     weighting = PerSampleGradWeighting(model.roi_head)
     with pytest.raises(UnsupportedHeadError, match='DetectorWeighting'):
         weighting.install()
+
+
+def test_pv_rcnn_term_selection_weights_only_those_terms():
+    """terms=['rpn_cls', 'roi_bbox']: those outputs weighted per sample,
+    every other loss input unweighted (reference: selected parts of sample
+    b, all else detached, summed with weights; plus the unselected parts of
+    all samples, the selected ones detached)."""
+    torch.manual_seed(2)
+    model = PointVoxelRCNN().train()
+    data = pv_data(seed=2)
+    w = [0.4, 1.0, 0.7]
+    state = copy.deepcopy(model.state_dict())
+    g_mech = mechanism_grads(
+        DetectorWeighting(model, terms=['rpn_cls', 'roi_bbox']), [model],
+        lambda: model(**data), w)
+    model.load_state_dict(state)
+    head = model.roi_head
+
+    def run(b):
+        """b: sample whose selected parts keep their gradient (None: the
+        unselected parts of all samples keep theirs)."""
+        st = {}
+
+        def rpn(m, a, out):
+            cls, bbox, dirs = out
+            if b is None:
+                return ([c.detach() for c in cls], bbox, dirs)
+            return (detach_others(cls, b), [t.detach() for t in bbox],
+                    [t.detach() for t in dirs])
+
+        def seg(m, a):
+            pred = a[0] if b is None else a[0].detach()
+            return (pred, ) + tuple(a[1:])
+
+        def box(m, a, out):
+            cls, reg = out
+            if b is None:
+                return cls, reg.detach()
+            return cls.detach(), detach_others(reg, b, index=st['idx'])
+
+        hooks = [model.rpn_head.register_forward_hook(rpn),
+                 head.semantic_head.loss_seg.register_forward_pre_hook(seg),
+                 head.bbox_roi_extractor.register_forward_pre_hook(
+                     lambda m, a: st.update(idx=a[3][:, 0])),
+                 head.bbox_head.register_forward_hook(box)]
+        try:
+            return total(model(**data))
+        finally:
+            for h in hooks:
+                h.remove()
+
+    zero([model])
+    loss = sum(w[b] * run(b) for b in range(3)) + run(None)
+    loss.backward()
+    assert_grads_equal(g_mech, grads_of([model]))
