@@ -350,3 +350,41 @@ def test_query_features_are_the_matched_decoder_embeddings():
 
 def _xyxy_to_cxcywh(b):
     return torch.cat([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], 1)
+
+
+def test_ssb_hook_on_a_detr_head_stores_the_matched_queries():
+    """SemanticScaleBalanceHook on mmdet's DETRHead: the stock softmax
+    CrossEntropyLoss is wrapped, and one loss forward stores one feature
+    per ground-truth object (the matched query's decoder embedding)."""
+    from mmdet3d.registry import HOOKS
+
+    from mmdet3d_equity.models.losses import SemanticScaleBalancedLoss
+    from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
+
+    class DETR(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.trunk = QueryTrunk()
+            self.bbox_head = detr_head()
+
+        def forward(self, inputs, data_samples=None, mode='loss'):
+            return self.bbox_head.loss(self.trunk(inputs), data_samples)
+
+    torch.manual_seed(0)
+    model = DETR().train()
+    stock = model.bbox_head.loss_cls
+    hook = HOOKS.build(dict(type='SemanticScaleBalanceHook', warmup_iters=1))
+    hook.install(model)
+    try:
+        assert isinstance(model.bbox_head.loss_cls, SemanticScaleBalancedLoss)
+        assert hook.ssb.loss.kind == 'ce_softmax'
+        assert hook.ssb.loss.num_classes == 3
+        hook.store = ClassFeatureStore(3, 16)
+        samples = samples_2d(3, seed=5)
+        model(torch.randn(3, Q, 8), samples, mode='loss')
+        n_obj = sum(len(ds.gt_instances) for ds in samples)
+        assert int(hook.store.counts().sum()) == n_obj
+    finally:
+        hook.remove()
+    assert model.bbox_head.loss_cls is stock
