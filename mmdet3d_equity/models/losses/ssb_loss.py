@@ -40,6 +40,8 @@ from torch import nn
 
 from mmdet3d.registry import MODELS
 
+from ..head_adapters import adapter_for_head
+
 SUPPORTED_INNER = ('mmdet.FocalLoss', 'mmdet.GaussianFocalLoss',
                    'mmdet.CrossEntropyLoss')
 
@@ -247,7 +249,6 @@ class HeadSSB:
     """
 
     def __init__(self, head: nn.Module, adapter=None) -> None:
-        from mmdet3d_equity.models.head_adapters import adapter_for_head
         self.head = head
         self.adapter = adapter_for_head(head) if adapter is None else adapter
         attr = self.adapter.cls_loss
