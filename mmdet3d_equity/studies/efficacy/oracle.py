@@ -54,8 +54,7 @@ def write_oracle_likelihood_file(root: str, out: str,
     """Write the oracle likelihood file of the train split of ``root``
     (``ann_file``: the info file the train dataset reads). Returns the
     record."""
-    from ...utils.likelihood_file import (build_record,
-                                                        save_likelihood_file)
+    from ...utils.likelihood_file import build_record, save_likelihood_file
     planted = read_frame_modes(root)
     lik = oracle_likelihoods(root, 'train')
     ids = sorted(lik, key=lambda s: (len(s), s))

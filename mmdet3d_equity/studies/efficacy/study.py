@@ -52,19 +52,47 @@ PRIMARY = [dict(slice='fog', variant='dense', row='Car'),
            dict(slice='day', variant='dense', row='Car'),
            dict(slice='dusk', variant='dense', row='Car'),
            dict(slice='p_rare', variant='dense', row='Car'),
-           dict(slice='p_common', variant='dense', row='Car')]
+           dict(slice='p_common', variant='dense', row='Car'),
+           dict(slice='all', variant='stock', row='Cyclist'),
+           dict(slice='all', variant='stock', row='Car'),
+           dict(slice='all', variant='stock', row='Pedestrian')]
 ENDPOINT = PRIMARY[0]
+#: DatasetEquity's own claims, fixed before the runs: (a) the rare
+#: appearance slice improves, (b) the rare class improves on the whole
+#: split, (c) the common slices and classes do not drop beyond noise
+CLAIMS = OrderedDict([
+    ('a', dict(text='the rare-appearance slice (fog) improves',
+               endpoints=[PRIMARY[0]], want='better')),
+    ('b', dict(text='the rare class (Cyclist, whole val split) improves',
+               endpoints=[PRIMARY[5]], want='better')),
+    ('c', dict(text='the common slices and classes do not drop beyond '
+                    'noise',
+               endpoints=[PRIMARY[1], PRIMARY[2], PRIMARY[6], PRIMARY[7]],
+               want='not worse')),
+])
+#: the baseline must be competent for any verdict to mean something
+#: (issue 16): whole-split stock AP40 (moderate, loose IoU) averaged over
+#: the selection seeds, the seed spread of Car, and fog harder than day
+COMPETENCE = dict(min_mean={'Car': 85.0, 'Pedestrian': 50.0,
+                            'Cyclist': 40.0},
+                  max_car_std=3.0, harder='fog', easier='day')
+#: the positive control's multiplier of train fog frames (new frames)
+CONTROL_FACTOR = 4
+#: the seed of the baseline detector whose features score the train split
+#: (the detector-features scorer arm); no arm trains with it
+SCORER_DETECTOR_SEED = 100
 
 #: full size (``arms`` None: every arm)
 FULL = dict(frames=192, val_fraction=1 / 3, rare_fraction=0.06,
-            val_rare_fraction=0.5, data_seed=0, epochs=10,
-            select_seeds=[0, 1, 2], confirm_seeds=[3, 4, 5],
+            val_rare_fraction=0.5, data_seed=0, epochs=24,
+            select_seeds=[0, 1, 2, 3, 4, 5],
+            confirm_seeds=[6, 7, 8, 9, 10, 11],
             sweep_eta=[0.3, 0.1], oracle_ratios=[10.0], arms=None)
 #: the README's main job (tools/demo.py): the published setting against
-#: the baseline, 3 seeds, no choice and no confirmation phase; 24 epochs of
-#: 43 frames (264 iterations: with 4 epochs nothing is detected yet)
-DEMO = dict(frames=64, val_fraction=1 / 3, rare_fraction=0.1,
-            val_rare_fraction=0.5, data_seed=0, epochs=24,
+#: the baseline, 3 seeds, no choice and no confirmation phase; 20 epochs of
+#: 64 train frames (320 iterations of the study's detector)
+DEMO = dict(frames=96, val_fraction=1 / 3, rare_fraction=0.1,
+            val_rare_fraction=0.5, data_seed=0, epochs=20,
             select_seeds=[0, 1, 2], confirm_seeds=[], sweep_eta=[],
             oracle_ratios=[], arms=['gfl'])
 #: a reduced study (``--reduced``): same steps, toy sizes
@@ -109,9 +137,92 @@ def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
     if not osp.isfile(oracle):
         from .oracle import write_oracle_likelihood_file
         write_oracle_likelihood_file(data_root, oracle)
-    return dict(likelihoods=lik, oracle=oracle,
-                val_likelihoods=osp.join(data_root,
-                                         'equity_likelihoods_val.npz'))
+    files = dict(likelihoods=lik, oracle=oracle,
+                 val_likelihoods=osp.join(data_root,
+                                          'equity_likelihoods_val.npz'))
+    names = arm_names(size)
+    if 'positive_control' in names:
+        files['control'] = prepare_control_data(data_root, size)
+    if 'gfl_detector' in names:
+        files['detector_likelihoods'] = prepare_detector_likelihoods(
+            data_root, size, env)
+    return files
+
+
+def control_root(data_root: str) -> str:
+    """Where the positive control's dataset lives (inside the data root)."""
+    return osp.join(data_root, 'positive_control')
+
+
+def prepare_control_data(data_root: str, size: Dict) -> str:
+    """The positive control's dataset: the study's generator call with
+    ``train_rare_factor=CONTROL_FACTOR`` (same seed and sizes: the same
+    number of train frames, CONTROL_FACTOR times the fog frames, new ones,
+    and a byte-identical val split); checked against the study's data."""
+    root = control_root(data_root)
+    if not osp.isfile(osp.join(root, 'kitti_infos_val.pkl')):
+        from equity_tiny_data import create_tiny_kitti
+        _log(f'positive control data: {root}')
+        create_tiny_kitti(root, num_frames=int(size['frames']),
+                          seed=int(size['data_seed']),
+                          val_fraction=size['val_fraction'],
+                          rare_fraction=size['rare_fraction'],
+                          val_rare_fraction=size['val_rare_fraction'],
+                          train_rare_factor=CONTROL_FACTOR, overwrite=True)
+    check_control_data(data_root, root)
+    return root
+
+
+def check_control_data(data_root: str, root: str) -> None:
+    """The control must share the study's val split (frames and modes)
+    and train frames, with CONTROL_FACTOR times the train fog frames."""
+    from .oracle import read_frame_modes
+    main, ctl = read_frame_modes(data_root), read_frame_modes(root)
+    problems = []
+    if main['split'] != ctl['split']:
+        problems.append('the train / val split differs')
+    val = [k for k, v in main['split'].items() if v == 'val']
+    if any(main['modes'][k] != ctl['modes'].get(k) for k in val):
+        problems.append('the val frames\' modes differ')
+
+    def fog(m):
+        return sum(1 for k, v in m['split'].items()
+                   if v == 'train' and m['modes'][k] == RARE)
+
+    if fog(ctl) != CONTROL_FACTOR * fog(main):
+        problems.append(f'{fog(ctl)} train fog frames, not '
+                        f'{CONTROL_FACTOR} x {fog(main)}')
+    if problems:
+        raise StudyDataError(
+            f'{root} is not the positive control of {data_root} ('
+            + '; '.join(problems) + '); delete it to regenerate it')
+
+
+def prepare_detector_likelihoods(data_root: str, size: Dict,
+                                 env: Dict[str, str]) -> str:
+    """The detector-features scorer: a baseline detector trained on the
+    train split (seed SCORER_DETECTOR_SEED, the study's schedule), its
+    ``extract_feat`` features of the train frames (DetectorEmbedder), then
+    the default reduction / clustering / likelihood."""
+    py = sys.executable
+    out = osp.join(data_root, 'equity_likelihoods_detector.npz')
+    if osp.isfile(out):
+        return out
+    work = osp.join(data_root, 'scorer_detector')
+    cfg = package_config(STUDY_CFG + '.py')
+    e = int(size['epochs'])
+    ckpt = osp.join(work, f'epoch_{e}.pth')
+    if not osp.isfile(ckpt):
+        opts = [f'{k}={v}' for k, v in schedule_options(size).items()]
+        _run([py, '-m', 'mmdet3d_equity.cli.train', cfg, '--work-dir', work,
+              '--cfg-options', f'randomness.seed={SCORER_DETECTOR_SEED}']
+             + opts, env)
+    _run([py, '-m', 'mmdet3d_equity.cli.compute_likelihoods',
+          package_config(SCORED_CFG), '--out', out, '--seed', '0',
+          '--embedder', 'detector', '--detector-config', cfg,
+          '--detector-checkpoint', ckpt, '--no-figures', '--overwrite'],
+         env)
+    return out
 
 
 def check_study_data(data_root: str, size: Dict) -> None:
@@ -184,11 +295,32 @@ def schedule_options(size: Dict) -> Dict:
     return opts
 
 
+#: the fixed arms (the sweep adds gfl_eta<eta> and oracle_x<ratio>)
+FIXED_ARMS = ('gfl', 'gfl_norm', 'oracle', 'resample', 'repeat_factor',
+              'gfl_detector', 'ssb', 'gfl_ssb', 'positive_control')
+
+
+def arm_names(size: Dict) -> List[str]:
+    """The names of the arms a study of ``size`` runs (unknown names in
+    ``size['arms']`` are refused)."""
+    names = list(FIXED_ARMS)
+    names += [f'gfl_eta{eta:g}' for eta in size['sweep_eta']]
+    names += [f'oracle_x{r:g}' for r in size['oracle_ratios']]
+    if size.get('arms') is not None:
+        unknown = set(size['arms']) - set(names)
+        if unknown:
+            raise ValueError(f'unknown study arms {sorted(unknown)}; the '
+                             f'arms are {names}')
+        names = [n for n in names if n in size['arms']]
+    return names
+
+
 def build_arms(data_root: str, size: Dict, files: Dict) -> List[Dict]:
     """The method arms: (name, config, cfg_options, group, deployable)."""
     def cfg(suffix):
         return package_config(STUDY_CFG + suffix)
 
+    names = arm_names(size)
     eq = cfg('_equity.py')
     arms = [
         dict(name='gfl', config=eq, group='published', deployable=True,
@@ -199,16 +331,31 @@ def build_arms(data_root: str, size: Dict, files: Dict) -> List[Dict]:
              description='GFL eta 1, gamma 5, weights / train-set mean'),
         dict(name='oracle', config=eq, deployable=False, group='oracle',
              cfg_options={'train_dataloader.dataset.likelihood_file':
-                          files['oracle']},
+                          files.get('oracle')},
              description='GFL eta 1, gamma 5 on the planted modes'),
         dict(name='resample', config=cfg('_equity-resample.py'),
              deployable=True, group='resampling',
              description='frames drawn with probability W (eta 1, gamma 5)'),
+        dict(name='repeat_factor', config=cfg('_repeat-factor.py'),
+             deployable=True, group='resampling',
+             description='frames repeated max(1, sqrt(0.5 / p)) times '
+                         '(repeat-factor sampling, t 0.5)'),
+        dict(name='gfl_detector', config=eq, deployable=True,
+             group='scorer',
+             cfg_options={'train_dataloader.dataset.likelihood_file':
+                          files.get('detector_likelihoods')},
+             description='GFL eta 1, gamma 5 on likelihoods from a trained '
+                         "baseline detector's features"),
         dict(name='ssb', config=cfg('_ssb.py'), deployable=True,
              group='ssb', description='dynamic SSB class weights'),
         dict(name='gfl_ssb', config=cfg('_gfl-ssb.py'),
              deployable=True, group='ssb',
              description='GFL eta 1, gamma 5 + dynamic SSB'),
+        dict(name='positive_control',
+             config=cfg('_positive-control.py'), deployable=False,
+             group='control',
+             description=f'baseline on {CONTROL_FACTOR}x the train fog '
+                         'frames (new frames, same number of frames)'),
     ]
     for eta in size['sweep_eta']:
         arms.append(dict(
@@ -216,6 +363,8 @@ def build_arms(data_root: str, size: Dict, files: Dict) -> List[Dict]:
             group='sweep', cfg_options={'custom_hooks.0.loss.eta': eta},
             description=f'GFL eta {eta:g}, gamma 5'))
     for ratio in size['oracle_ratios']:
+        if f'oracle_x{ratio:g}' not in names:
+            continue
         eta = oracle_eta(data_root, ratio)
         arms.append(dict(
             name=f'oracle_x{ratio:g}', config=eq, deployable=False,
@@ -224,13 +373,7 @@ def build_arms(data_root: str, size: Dict, files: Dict) -> List[Dict]:
                          files['oracle'],
                          'custom_hooks.0.loss.eta': eta},
             description=f'oracle, eta {eta:.4f} (fog weighs {ratio:g}x day)'))
-    if size.get('arms') is not None:
-        unknown = set(size['arms']) - {a['name'] for a in arms}
-        if unknown:
-            raise ValueError(f'unknown study arms {sorted(unknown)}; the '
-                             f'arms are {[a["name"] for a in arms]}')
-        arms = [a for a in arms if a['name'] in size['arms']]
-    return arms
+    return [a for a in arms if a['name'] in names]
 
 
 def ssb_options(size: Dict, train_frames: int) -> Dict:
@@ -243,8 +386,7 @@ def ssb_options(size: Dict, train_frames: int) -> Dict:
 
 def make_spec(data_root: str, size: Dict, files: Dict, seeds: List[int],
               arms: List[Dict], train_frames: int):
-    from ...benchmark.spec import (Spec, make_arm,
-                                                          validate_spec)
+    from ...benchmark.spec import Spec, make_arm, validate_spec
     common = schedule_options(size)
     ssb = ssb_options(size, train_frames)
     spec_arms = []
@@ -260,7 +402,9 @@ def make_spec(data_root: str, size: Dict, files: Dict, seeds: List[int],
                                   package_config(STUDY_CFG + '.py'), {},
                                   'no re-weighting'),
                 arms=spec_arms, seeds=list(seeds), metric=METRIC,
-                env={'EQUITY_TINY_KITTI': data_root}, cfg_options=common,
+                env={'EQUITY_TINY_KITTI': data_root,
+                     'EQUITY_TINY_KITTI_CONTROL': control_root(data_root)},
+                cfg_options=common,
                 train_slices=osp.join(data_root, 'frame_modes.json'),
                 primary=copy.deepcopy(PRIMARY),
                 description='DatasetEquity on tiny KITTI')
@@ -361,7 +505,11 @@ def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
         val_modes=mode_likelihoods(data_root, files['val_likelihoods'],
                                    'val'),
         oracle_modes=mode_likelihoods(data_root, files['oracle'], 'train'),
-        arms=arms, chosen=chosen)
+        detector_modes=(mode_likelihoods(
+            data_root, files['detector_likelihoods'], 'train')
+            if files.get('detector_likelihoods') else None),
+        arms=arms, chosen=chosen, competence_thresholds=COMPETENCE,
+        claims=CLAIMS, endpoints=PRIMARY)
     write_efficacy_doc(doc, phase_a, phase_b, facts, overwrite=True)
     _log(f'wrote {doc} ({(time.time() - t0) / 60:.1f} min)')
     return dict(selection=phase_a, confirmation=phase_b, facts=facts)
