@@ -18,7 +18,7 @@ from setuptools import find_packages, setup
 HERE = osp.dirname(osp.abspath(__file__))
 TOOLS = ('train', 'test', 'compute_likelihoods', 'score_split',
          'semantic_scale', 'compare_arms', 'efficacy_study', 'demo',
-         'create_tiny_dataset', 'nuscenes_slices', 'convert_likelihoods',
+         'create_tiny_dataset', 'nuscenes_slices',
          'benchmark_embedding', 'benchmark_kitti_eval', 'benchmark_scoring',
          'benchmark_ssb')
 

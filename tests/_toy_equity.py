@@ -1,14 +1,13 @@
 """A toy KITTI-like dataset, its likelihood files and the EquityDataset
 builders shared by the dataset, hook and DDP tests."""
-import uuid
 
 import numpy as np
 import pytest
 import torch
+from mmdet3d.registry import DATASETS, TRANSFORMS
 from mmengine.dataset import BaseDataset
 
 import mmdet3d_equity  # noqa: F401
-from mmdet3d.registry import DATASETS, TRANSFORMS
 from mmdet3d_equity.datasets import find_equity_dataset
 from mmdet3d_equity.utils import build_record, save_likelihood_file
 
@@ -85,15 +84,6 @@ def write_file(path, ids, lik=None, id_key='sample_idx'):
         clusterer=dict(type='test'), likelihood_def='largest')
     save_likelihood_file(rec, str(path), overwrite=True)
     return str(path)
-
-
-@pytest.fixture(autouse=True)
-def fresh_runner_context():
-    """Each test in a new current MessageHub, as each Runner creates one: an
-    EquityHook that another test built (and the garbage collector has not
-    freed yet) was announced elsewhere and claims nothing here."""
-    from mmengine.logging import MessageHub
-    return MessageHub.get_instance(f'equity_ctx_{uuid.uuid4().hex}')
 
 
 @pytest.fixture

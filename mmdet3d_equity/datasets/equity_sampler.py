@@ -8,15 +8,57 @@ weight (``normalisation='dataset'``), exactly in expectation. Use it *instead
 of* EquityHook's loss weighting, never together (refused). The sampler owns
 eta and gamma in this mode (its ``loss``, a GeneralizedFocalLoss config).
 """
+import logging
 import math
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
+import numpy as np
 import torch
+from mmdet3d.registry import DATA_SAMPLERS, MODELS
 from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.logging import print_log
 from torch.utils.data import Sampler
 
-from mmdet3d.registry import DATA_SAMPLERS, MODELS
 from .equity_dataset import find_equity_dataset
+
+#: raw weights W below this (1% of the rarest appearance's weight 1) count
+#: as 'almost 0' in :func:`weight_report`
+SMALL_WEIGHT = 0.01
+#: DefaultSampler / InfiniteSampler arguments that a base config's sampler
+#: leaves behind when a config replaces it without _delete_=True
+_BASE_SAMPLER_KEYS = ('shuffle', 'round_up')
+
+
+def weight_report(who: str, w, gfl) -> Tuple[str, int]:
+    """(message, log level) on the raw weights ``w`` of the train indices:
+    their mean/min/max and how many are 0 or below :data:`SMALL_WEIGHT`
+    (eta = 0 gives the most common appearance, p = 1, the weight 0)."""
+    w = np.asarray(w, dtype=np.float64)
+    zero, small = int((w == 0).sum()), int((w < SMALL_WEIGHT).sum())
+    msg = (f'{who}: W(p) over the {len(w)} train indices (eta={gfl.eta}, '
+           f'gamma={gfl.gamma}): mean {w.mean():.4f}, min {w.min():.4f}, max '
+           f'{w.max():.4f}; {zero} of {len(w)} get weight 0 and {small} a '
+           f'weight below {SMALL_WEIGHT}')
+    if zero:
+        msg += (' (with eta=0 the most common appearance, p=1, gets W=0: '
+                'those samples do not train)')
+    return msg, logging.WARNING if zero else logging.INFO
+
+
+def refuse_base_sampler_keys(sampler: str, unknown: dict) -> None:
+    """One line for arguments a sampler does not take, naming
+    ``_delete_=True`` when they are the base config's DefaultSampler's."""
+    if not unknown:
+        return
+    inherited = sorted(k for k in unknown if k in _BASE_SAMPLER_KEYS)
+    if inherited:
+        raise TypeError(
+            f'train_dataloader.sampler: {sampler} got {inherited}, inherited '
+            "from the base config's sampler (a DefaultSampler), because the "
+            'config merged its sampler into the base one; write '
+            f"train_dataloader = dict(sampler=dict(_delete_=True, "
+            f"type='{sampler}', ...)) to replace it.")
+    raise TypeError(f'{sampler} got unexpected arguments {sorted(unknown)}')
 
 
 @DATA_SAMPLERS.register_module()
@@ -45,8 +87,9 @@ class EquityWeightedSampler(Sampler):
                  loss: dict = dict(type='GeneralizedFocalLoss',
                                    normalisation='dataset'),
                  seed: Optional[int] = None,
-                 num_samples: Optional[int] = None) -> None:
+                 num_samples: Optional[int] = None, **unknown) -> None:
         from mmdet3d_equity.models.losses import GeneralizedFocalLoss
+        refuse_base_sampler_keys('EquityWeightedSampler', unknown)
         if not isinstance(loss, dict) or 'type' not in loss:
             raise TypeError(
                 'EquityWeightedSampler.loss must be a config dict like '
@@ -93,6 +136,16 @@ class EquityWeightedSampler(Sampler):
         self.total_size = self.num_samples * world_size
         self.epoch = 0
         equity.claim('sampling', 'EquityWeightedSampler')
+        msg, level = weight_report('EquityWeightedSampler', self.weights,
+                                   self.gfl)
+        print_log(f'EquityWeightedSampler: resampling mode: {total} draws an '
+                  f'epoch ({self.num_samples} per rank, {world_size} '
+                  f'rank(s)) of the {len(dataset)} train indices with '
+                  f'probability W_i / sum W (GeneralizedFocalLoss '
+                  f'eta={self.gfl.eta}, gamma={self.gfl.gamma}, '
+                  f"terms='all', normalisation='dataset'), with replacement, "
+                  f'seed {self.seed}; no loss weighting. '
+                  + msg.split(': ', 1)[1], 'current', level)
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator()

@@ -28,7 +28,8 @@ fingerprint          :func:`dataset_fingerprint` of ``sample_ids`` (ids only;
                      what ``EquityDataset`` compares with the train dataset)
 content_fingerprint  :func:`content_fingerprint`: the (id, p, cluster id,
                      cluster size) rows and the settings that produced them
-dataset              dict: type, data_root, ann_file, split, num_samples
+dataset              dict: type, data_root, ann_file, split, num_samples,
+                     samples_fingerprint (see below)
 embedder             dict: how embeddings were made (model, checkpoint, ...)
 reducer              dict: reducer type + parameters (or None)
 clusterer            dict: clusterer type + parameters
@@ -44,29 +45,34 @@ Rows are aligned: row i of every array belongs to ``sample_ids[i]``.
 keys above and checks both fingerprints, so a file whose likelihoods were
 edited or shuffled, or whose settings were changed, is refused.
 
-Files of format_version 1 (pickles written by earlier versions, ``.pkl``)
-are read only with ``allow_pickle=True``: a pickle can run arbitrary code
-when it is loaded, so open only files you trust, and convert them once with
-:func:`convert_likelihood_file` (``tools/convert_likelihoods.py``).
+``dataset`` is the sample set the file belongs to: ``data_root`` and
+``ann_file`` (the info file) and ``samples_fingerprint``
+(:func:`~mmdet3d_equity.utils.identity.samples_fingerprint`: the samples'
+point-cloud file sizes), which ``EquityDataset`` compares with the train
+dataset, since KITTI-format data always numbers frames from 000000.
+
+Only ``.npz`` files are read: a pickle (what unreleased development
+versions wrote) is refused without being unpickled.
 """
 import datetime
+import errno
 import hashlib
 import io
 import json
-import logging
+import os
 import os.path as osp
-import pickle
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .errors import LikelihoodFileError  # noqa: F401
 from .fileio import atomic_write_bytes
 from .identity import dataset_fingerprint
-from .errors import LikelihoodFileError  # noqa: F401
+
+INT_KEYS = ('cluster_id', 'cluster_size')
 
 FORMAT = 'mmdet3d_equity.likelihoods'
 FORMAT_VERSION = 2
-LEGACY_PICKLE_VERSION = 1
 DEFAULT_FILENAME = 'equity_likelihoods.npz'
 LIKELIHOOD_DEFS = ('largest', 'fraction', 'density')
 ARRAY_KEYS = ('sample_ids', 'likelihood', 'cluster_id', 'cluster_size')
@@ -194,7 +200,7 @@ def _decode(obj, members: Mapping[str, np.ndarray], source: str):
     if isinstance(obj, dict):
         if set(obj) == {_ARRAY_REF}:
             name = obj[_ARRAY_REF]
-            if name not in members:
+            if not isinstance(name, str) or name not in members:
                 raise LikelihoodFileError(
                     f'likelihood file {source}: metadata refers to the '
                     f'missing member {name!r}; the file is damaged, '
@@ -213,14 +219,17 @@ def build_record(sample_ids: Sequence, likelihood, cluster_id, cluster_size,
                  likelihood_def: str, aggregation: Optional[Mapping] = None,
                  extra: Optional[Mapping] = None) -> dict:
     """Assemble and validate a likelihood record (see module docstring)."""
+    columns = dict(cluster_id=cluster_id, cluster_size=cluster_size)
+    for key in INT_KEYS:
+        columns[key] = _int_column(columns[key], key, '<new record>')
     record = dict(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         id_key=id_key,
         sample_ids=[str(s) for s in sample_ids],
         likelihood=np.asarray(likelihood, dtype=np.float64),
-        cluster_id=np.asarray(cluster_id, dtype=np.int64),
-        cluster_size=np.asarray(cluster_size, dtype=np.int64),
+        cluster_id=columns['cluster_id'],
+        cluster_size=columns['cluster_size'],
         fingerprint=dataset_fingerprint(sample_ids),
         dataset=dict(dataset),
         embedder=dict(embedder),
@@ -244,12 +253,39 @@ def _fail(source: str, msg: str):
     raise LikelihoodFileError(f'likelihood file {source}: {msg}')
 
 
+def _same(value, expected) -> bool:
+    """``value == expected`` for values of any type (arrays included)."""
+    return type(value) is type(expected) and value == expected
+
+
+def _int_column(values, key: str, source: str) -> np.ndarray:
+    """``values`` as int64, refusing NaN/inf and fractions by column."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in 'iub':
+        return arr.astype(np.int64)
+    try:
+        num = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        _fail(source, f'column {key} holds non-numbers (dtype {arr.dtype}); '
+              'it must hold whole numbers, recompute the file with '
+              'tools/compute_likelihoods.py')
+    bad = ~np.isfinite(num) | (num != np.round(num))
+    if bad.any():
+        first = num.reshape(-1)[int(np.flatnonzero(bad.reshape(-1))[0])]
+        _fail(source, f'column {key} holds {int(bad.sum())} value(s) that '
+              f'are not whole numbers (first: {first}); every sample needs '
+              f'an integer {key}: recompute the file with '
+              'tools/compute_likelihoods.py (noise points get their own '
+              'cluster ids)')
+    return num.astype(np.int64)
+
+
 def _validate_rows(record: Mapping, source: str) -> None:
     """The checks that do not need the fingerprints."""
     if not isinstance(record, Mapping):
         _fail(source, f'expected a dict, got {type(record).__name__}; write '
               'it with tools/compute_likelihoods.py')
-    if record.get('format') != FORMAT:
+    if not _same(record.get('format'), FORMAT):
         _fail(source, f'not an mmdet3d-equity likelihood file (format='
               f'{record.get("format")!r}); write it with '
               'tools/compute_likelihoods.py')
@@ -268,7 +304,13 @@ def _validate_rows(record: Mapping, source: str) -> None:
         if arr.shape != (n, ):
             _fail(source, f'{key} has shape {arr.shape}, expected ({n},) to '
                   'match sample_ids')
-    lik = np.asarray(record['likelihood'], dtype=np.float64)
+    for key in INT_KEYS:
+        _int_column(record[key], key, source)
+    try:
+        lik = np.asarray(record['likelihood'], dtype=np.float64)
+    except (TypeError, ValueError):
+        _fail(source, 'column likelihood holds non-numbers; recompute the '
+              'file with tools/compute_likelihoods.py')
     bad = ~np.isfinite(lik)
     if bad.any():
         _fail(source, f'{int(bad.sum())} likelihood(s) are NaN/inf (first '
@@ -276,9 +318,10 @@ def _validate_rows(record: Mapping, source: str) -> None:
               'the file')
     if (lik < 0).any() or (lik > 1).any():
         _fail(source, 'likelihoods must lie in [0, 1]')
-    if (np.asarray(record['cluster_size']) < 1).any():
+    if (_int_column(record['cluster_size'], 'cluster_size', source)
+            < 1).any():
         _fail(source, 'cluster_size must be >= 1')
-    if record['likelihood_def'] not in LIKELIHOOD_DEFS:
+    if not any(_same(record['likelihood_def'], d) for d in LIKELIHOOD_DEFS):
         _fail(source, f'likelihood_def {record["likelihood_def"]!r} is not '
               f'one of {LIKELIHOOD_DEFS}')
 
@@ -288,16 +331,22 @@ def validate_record(record: Mapping, source: str) -> None:
     (structure, values, the ids-only fingerprint and the content
     fingerprint)."""
     _validate_rows(record, source)
-    if record.get('format_version') != FORMAT_VERSION:
+    if not _same(record.get('format_version'), FORMAT_VERSION):
         _fail(source, f'format_version {record.get("format_version")!r} is '
               f'not supported (expected {FORMAT_VERSION}); recompute it '
               'with this version of tools/compute_likelihoods.py')
     if 'content_fingerprint' not in record:
         _fail(source, "missing keys ['content_fingerprint']")
-    if record['fingerprint'] != dataset_fingerprint(record['sample_ids']):
+    if not _same(record['fingerprint'],
+                 dataset_fingerprint(record['sample_ids'])):
         _fail(source, 'fingerprint does not match its own sample_ids (the '
               'file was edited or corrupted); recompute it')
-    if record['content_fingerprint'] != content_fingerprint(record):
+    try:
+        fingerprint = content_fingerprint(record)
+    except LikelihoodFileError as e:
+        _fail(source, f'its settings cannot be fingerprinted ({e}); the '
+              'file is damaged, recompute it')
+    if not _same(record['content_fingerprint'], fingerprint):
         _fail(source, 'content fingerprint does not match the content: the '
               'likelihoods, cluster assignments or settings were changed '
               'after the file was written (or the file is corrupted); '
@@ -356,18 +405,22 @@ def _read_npz(path: str) -> dict:
     kinds = dict(sample_ids='U', likelihood='f', cluster_id='iu',
                  cluster_size='iu', metadata='U')
     for k, kind in kinds.items():
-        if members[k].dtype.kind not in kind:
-            _fail(path, f'member {k!r} has dtype {members[k].dtype}; the '
-                  'file is damaged, recompute it')
+        ndim = 0 if k == 'metadata' else 1
+        if members[k].dtype.kind not in kind or members[k].ndim != ndim:
+            _fail(path, f'member {k!r} has dtype {members[k].dtype} and '
+                  f'{members[k].ndim} dimension(s); the file is damaged, '
+                  'recompute it with tools/compute_likelihoods.py')
     try:
         meta = json.loads(str(members['metadata'][()]))
-    except (ValueError, IndexError) as e:
-        _fail(path, f'its metadata is not valid JSON ({e}); the file is '
-              'damaged, recompute it')
-    if not isinstance(meta, dict):
-        _fail(path, 'its metadata is not a JSON object; the file is '
-              'damaged, recompute it')
-    record = _decode(meta, members, path)
+        if not isinstance(meta, dict):
+            _fail(path, 'its metadata is not a JSON object; the file is '
+                  'damaged, recompute it')
+        record = _decode(meta, members, path)
+    except (ValueError, RecursionError) as e:
+        if isinstance(e, LikelihoodFileError):
+            raise
+        _fail(path, f'its metadata is not valid JSON ({type(e).__name__}: '
+              f'{e}); the file is damaged, recompute it')
     record.update(
         sample_ids=[str(s) for s in members['sample_ids'].tolist()],
         likelihood=members['likelihood'].astype(np.float64),
@@ -376,84 +429,67 @@ def _read_npz(path: str) -> dict:
     return record
 
 
-def _read_legacy_pickle(path: str) -> dict:
-    """A format_version 1 pickle (trusted by the caller)."""
+def _check_path(path) -> None:
+    """Refuse what is not a readable file, saying what it is instead."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise LikelihoodFileError(
+            f'likelihood_file must be the path of a .npz likelihood file, '
+            f'got {path!r}')
     try:
-        with open(path, 'rb') as f:
-            record = pickle.load(f)
-    except Exception as e:
-        _fail(path, f'cannot be read as a legacy pickle ({type(e).__name__}:'
-              f' {e}); recompute it with tools/compute_likelihoods.py')
-    _validate_rows(record, path)
-    if record.get('format_version') != LEGACY_PICKLE_VERSION:
-        _fail(path, f'a pickle with format_version '
-              f'{record.get("format_version")!r}; only format_version '
-              f'{LEGACY_PICKLE_VERSION} files were pickles')
-    if record['fingerprint'] != dataset_fingerprint(record['sample_ids']):
-        _fail(path, 'fingerprint does not match its own sample_ids (the '
-              'file was edited or corrupted); recompute it')
-    record = dict(record, format_version=FORMAT_VERSION,
-                  extra=dict(record.get('extra') or {}))
-    record['content_fingerprint'] = content_fingerprint(record)
-    from mmengine.logging import print_log
-    print_log(f'likelihood file {path}: read a legacy pickle '
-              f'(format_version {LEGACY_PICKLE_VERSION}) because '
-              'allow_pickle=True; its content cannot be verified (it has no '
-              'content fingerprint). Convert it once with `python '
-              'tools/convert_likelihoods.py` and use the .npz.', 'current',
-              logging.WARNING)
-    return record
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            _fail(path, 'is a symbolic link loop (too many levels of '
+                  'symbolic links); point likelihood_file at the .npz file '
+                  'itself, or fix the link')
+        if e.errno == errno.ENOENT and osp.islink(path):
+            _fail(path, f'is a symbolic link to {os.readlink(path)}, which '
+                  'does not exist; fix the link or point likelihood_file at '
+                  'the .npz file')
+        if e.errno == errno.ENOENT:
+            raise LikelihoodFileError(
+                f'likelihood file {path} not found; create it with `python '
+                f'tools/compute_likelihoods.py CONFIG --out {path}`') from None
+        _fail(path, f'cannot be read ({e.strerror or e}); check its '
+              'permissions')
+    if osp.isdir(path):
+        inside = osp.join(path, DEFAULT_FILENAME)
+        hint = (f'; the file inside it is {inside}' if osp.isfile(inside)
+                else f' (tools/compute_likelihoods.py writes '
+                     f'{DEFAULT_FILENAME} into --work-dir)')
+        _fail(path, f'is a directory, not a likelihood file: point '
+              f'likelihood_file at the .npz file{hint}')
+    if not osp.isfile(path):
+        _fail(path, 'is not a regular file (a device, FIFO or socket); '
+              'point likelihood_file at the .npz file')
 
 
-def _is_pickle(head: bytes) -> bool:
-    # protocol 2+ starts with PROTO (0x80); protocol 0/1 dicts with '(' or
-    # '}' (EMPTY_DICT / MARK)
-    return head[:1] in (b'\x80', b'(', b'}')
-
-
-def load_likelihood_file(path: str, allow_pickle: bool = False) -> dict:
+def load_likelihood_file(path: str) -> dict:
     """Load and validate a likelihood file.
 
     Returns a dict with the keys of the module docstring (members and
-    metadata). Both fingerprints are checked. A legacy pickle (format 1) is
-    refused before anything in it is read unless ``allow_pickle=True`` (only
-    for files you trust: loading a pickle can run code)."""
-    if not osp.isfile(path):
-        raise LikelihoodFileError(
-            f'likelihood file {path} not found; create it with '
-            '`python tools/compute_likelihoods.py CONFIG --out ' + path + '`')
-    with open(path, 'rb') as f:
-        head = f.read(4)
-    if head == _ZIP_MAGIC:
-        record = _read_npz(path)
+    metadata); both fingerprints are checked. Anything else -- another
+    file, a pickle (never unpickled), damaged data, edited content -- is
+    refused with :class:`LikelihoodFileError` naming the file."""
+    _check_path(path)
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+    except OSError as e:
+        _fail(path, f'cannot be read ({e.strerror or e}); check its '
+              'permissions')
+    if head[:1] in (b'\x80', b'(', b'}'):  # pickle protocols 2+ / 0-1
+        _fail(path, 'is a pickle, not an .npz likelihood file (pickles, '
+              'written by unreleased development versions, can run code '
+              'when loaded and are never read); recompute it with '
+              '`python tools/compute_likelihoods.py CONFIG --out NEW.npz`')
+    if head != _ZIP_MAGIC:
+        _fail(path, 'is not a likelihood file (not an .npz archive); write '
+              'it with tools/compute_likelihoods.py')
+    record = _read_npz(path)
+    try:
         validate_record(record, source=path)
-        return record
-    if _is_pickle(head):
-        if not allow_pickle:
-            _fail(path, 'is a pickle (a likelihood file of format_version 1 '
-                  'written by an earlier version). Pickles can run code '
-                  'when they are loaded, so they are not read by default. '
-                  'Recompute the file with tools/compute_likelihoods.py, or, '
-                  'if you trust it, convert it once: `python '
-                  f'tools/convert_likelihoods.py {path} NEW.npz '
-                  '--allow-pickle` (Python: load_likelihood_file(path, '
-                  'allow_pickle=True))')
-        return _read_legacy_pickle(path)
-    _fail(path, 'is not a likelihood file (neither a .npz archive nor a '
-          'legacy pickle); write it with tools/compute_likelihoods.py')
-
-
-def convert_likelihood_file(src: str, dst: str, allow_pickle: bool = False,
-                            overwrite: bool = False) -> dict:
-    """Rewrite a likelihood file (e.g. a trusted legacy ``.pkl``, with
-    ``allow_pickle=True``) in the current ``.npz`` format."""
-    record = load_likelihood_file(src, allow_pickle=allow_pickle)
-    record['extra'] = dict(record['extra'], converted_from=osp.abspath(src))
-    save_likelihood_file(record, dst, overwrite=overwrite)
+    except RecursionError:
+        _fail(path, 'its metadata is nested too deeply; the file is '
+              'damaged, recompute it')
     return record
-
-
-def likelihood_map(record: Mapping) -> Dict[str, float]:
-    """{sample id: likelihood} of a validated record."""
-    return dict(zip(record['sample_ids'],
-                    np.asarray(record['likelihood'], dtype=np.float64)))

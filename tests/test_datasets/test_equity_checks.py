@@ -5,13 +5,18 @@ loss, and parameter errors that name the parameter and where it belongs."""
 import numpy as np
 import pytest
 import torch
+from _toy_equity import (  # noqa: F401
+    FRAME_IDS,
+    SAMPLER_LOSS,
+    _build,
+    likelihoods,
+    toy_cfg,
+    write_file,
+)
 
 import mmdet3d_equity  # noqa: F401
 from mmdet3d_equity import equity_weight
 from mmdet3d_equity.engine.hooks.equity_hook import EquityHook
-from _toy_equity import (FRAME_IDS, SAMPLER_LOSS, _build,  # noqa: F401
-                         fresh_runner_context, likelihoods, toy_cfg,
-                         write_file)
 
 
 @pytest.fixture
@@ -27,9 +32,9 @@ def test_hook_checks_the_train_dataset(lik_file):
                      dataset=toy_cfg()))
     hook = EquityHook(loss=dict(type='GeneralizedFocalLoss', eta=0.5))
     hook._check_dataset(eq, None)
-    assert eq.claimed_by['loss'] == hook.owner
+    assert eq._claims['loss'] == hook.owner
     hook.remove()  # releases its claim
-    assert 'loss' not in eq.claimed_by
+    assert 'loss' not in eq._claims
 
 
 def test_hook_refuses_double_weighting_with_the_sampler(lik_file):

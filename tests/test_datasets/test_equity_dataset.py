@@ -3,15 +3,27 @@ validation at build time, resampling sampler, the claim that something
 applies the likelihoods, point-cloud file checks, id normalisation."""
 import numpy as np
 import pytest
-from _toy_equity import (CLASSES, FRAME_IDS, N, SAMPLER_LOSS,  # noqa: F401
-                         _build, fresh_runner_context, lik_file, likelihoods,
-                         toy_cfg, write_file)
+from _toy_equity import (  # noqa: F401
+    CLASSES,
+    FRAME_IDS,
+    SAMPLER_LOSS,
+    N,
+    _build,
+    lik_file,
+    likelihoods,
+    toy_cfg,
+    write_file,
+)
 
 import mmdet3d_equity  # noqa: F401
 from mmdet3d_equity import equity_weight
 from mmdet3d_equity.datasets import find_equity_dataset
-from mmdet3d_equity.utils import (LikelihoodFileError, build_record,
-                                  save_likelihood_file)
+from mmdet3d_equity.utils import (
+    LikelihoodFileError,
+    build_record,
+    save_likelihood_file,
+)
+
 
 def check_item(item):
     meta = item['data_samples'].metainfo
@@ -194,7 +206,7 @@ def test_weighted_sampler_frequencies(lik_file):
              loss=SAMPLER_LOSS),
         default_args=dict(dataset=ds, seed=0))
     # the sampler claimed the wrapper (resampling mode)
-    assert find_equity_dataset(ds).claimed_by == dict(
+    assert find_equity_dataset(ds)._claims == dict(
         sampling='EquityWeightedSampler')
     idx = np.array(list(iter(sampler)))
     assert len(idx) == len(sampler) == 60000
@@ -222,10 +234,10 @@ def test_weighted_sampler_frequencies(lik_file):
 # ---------------------------------------------------------------------------
 
 
-def test_unclaimed_wrapper_refuses_to_serve(lik_file, fresh_runner_context):
+def test_unclaimed_wrapper_refuses_to_serve(lik_file):
     ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
                      dataset=toy_cfg()), claim=False)
-    assert ds.claimed_by == {}
+    assert ds._claims == {}
     with pytest.raises(RuntimeError) as e:
         ds[0]
     msg = str(e.value)
@@ -237,7 +249,7 @@ def test_unclaimed_wrapper_refuses_to_serve(lik_file, fresh_runner_context):
     check_item(ds[0])
 
 
-def test_claims_refuse_double_weighting(lik_file, fresh_runner_context):
+def test_claims_refuse_double_weighting(lik_file):
     ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
                      dataset=toy_cfg()), claim=False)
     ds.claim('loss', 'EquityHook@1')
@@ -254,27 +266,114 @@ def test_claims_refuse_double_weighting(lik_file, fresh_runner_context):
         ds.claim('weights', 'x')
 
 
-def test_an_equity_hook_built_first_claims_the_wrapper(lik_file,
-                                                       fresh_runner_context):
-    """A Runner builds its hooks before its train dataset: the dataset built
-    in the same runner context is claimed at construction (before any
-    dataloader worker starts)."""
+def test_building_a_hook_claims_nothing(lik_file):
+    """No registry written by a constructor: a hook claims the wrapper of
+    its own runner's train dataloader when training starts (before_train),
+    so a hook built anywhere else leaves a new wrapper unclaimed."""
     from mmdet3d_equity.engine.hooks import EquityHook
-    hook = EquityHook()
+    from mmdet3d_equity.datasets import equity_dataset
+    EquityHook()
     ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
                      dataset=toy_cfg()), claim=False)
-    assert ds.claimed_by == dict(loss=hook.owner)
-    check_item(ds[0])
-    second = EquityHook()
-    with pytest.raises(ValueError, match='two loss owners'):
+    assert ds._claims == {}
+    assert not [k for k, v in vars(equity_dataset).items()
+                if isinstance(v, dict) and k.startswith('_')
+                and k not in ('__builtins__', )]
+
+
+def test_wrapping_the_val_split_names_where_it_belongs(lik_file):
+    with pytest.raises(ValueError) as e:
         _build(dict(type='EquityDataset', likelihood_file=lik_file,
-                    dataset=toy_cfg()), claim=False)
-    # after its run a hook claims no new dataset
-    hook.after_run(None)
-    second.after_run(None)
-    ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
-                     dataset=toy_cfg()), claim=False)
-    assert ds.claimed_by == {}
+                    dataset=toy_cfg(test_mode=True,
+                                    ann_file='kitti_infos_val.pkl')))
+    assert str(e.value) == (
+        'EquityDataset wraps a dataset with test_mode=True (the val/test '
+        "split, info file 'kitti_infos_val.pkl'): EquityDataset weights "
+        'training samples and belongs around train_dataloader.dataset only; '
+        'remove it from val_dataloader / test_dataloader.')
+
+
+def _bound_file(path, root, ann, sizes=None, tmp_path=None):
+    """A likelihood file of the toy frames as the scorer records it: data
+    root, info file and (with ``sizes``) the samples' content."""
+    from mmdet3d_equity.utils import samples_fingerprint
+    ids = [str(s) for s in FRAME_IDS]
+    lik = likelihoods(FRAME_IDS)
+    dataset = dict(type='ToyEquityDataset', data_root=root, ann_file=ann,
+                   num_samples=N)
+    if sizes is not None:
+        leaf = _build(_points_cfg(tmp_path / 'scored', sizes))
+        dataset['samples_fingerprint'] = samples_fingerprint(leaf)
+    rec = build_record(ids, [lik[s] for s in ids], np.arange(N),
+                       np.ones(N, int), id_key='sample_idx', dataset=dataset,
+                       embedder=dict(type='test'), reducer=None,
+                       clusterer=dict(type='t'), likelihood_def='largest')
+    return save_likelihood_file(rec, str(path))
+
+
+def _points_cfg(folder, sizes, **kw):
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for s, size in zip(FRAME_IDS, sizes):
+        p = folder / f'{s:06d}.bin'
+        p.write_bytes(b'\0' * size)
+        paths.append(str(p))
+    return dict(type='ToyEquityDataset', pipeline=[dict(type='ToyPack')],
+                serialize_data=False, lidar_paths=paths, **kw)
+
+
+def test_a_file_of_other_data_with_the_same_frame_ids_is_refused(tmp_path):
+    """KITTI-format data numbers frames from 000000: the same ids in another
+    data root are other samples. The file records the samples' point-cloud
+    sizes; another dataset with the same ids is refused, naming both
+    sides; the same content under another root is accepted."""
+    scored = [16 * (100 + k) for k in range(N)]
+    path = _bound_file(tmp_path / 'a.npz', '/data/kitti_a/',
+                       '/data/kitti_a/kitti_infos_train.pkl', scored,
+                       tmp_path)
+    other = [16 * (200 + k) for k in range(N)]
+    cfg = _points_cfg(tmp_path / 'b', other, data_root='/data/kitti_b/',
+                      ann_file='kitti_infos_train.pkl')
+    with pytest.raises(LikelihoodFileError) as e:
+        _build(dict(type='EquityDataset', likelihood_file=path, dataset=cfg))
+    assert str(e.value) == (
+        f'likelihood file {path} belongs to other data: it was computed for '
+        "data_root '/data/kitti_a/', info file "
+        "'/data/kitti_a/kitti_infos_train.pkl', the train dataset reads "
+        "data_root '/data/kitti_b/', info file "
+        "'/data/kitti_b/kitti_infos_train.pkl', and the samples' point-cloud "
+        'files differ (samples_fingerprint); KITTI-format data numbers '
+        'frames from 000000, so equal sample ids prove nothing. Recompute it '
+        'for this data (python tools/compute_likelihoods.py CONFIG --out '
+        'FILE) and point likelihood_file at it, or set '
+        'EquityDataset(strict=False).')
+    _build(dict(type='EquityDataset', likelihood_file=path, dataset=cfg,
+                strict=False))  # the explicit opt-out, logged
+    # one file of one sample changed is enough
+    one = list(scored)
+    one[4] += 16
+    with pytest.raises(LikelihoodFileError, match='belongs to other data'):
+        _build(dict(type='EquityDataset', likelihood_file=path,
+                    dataset=_points_cfg(tmp_path / 'c', one)))
+    # the same content moved to another root: accepted
+    moved = _points_cfg(tmp_path / 'd', scored, data_root='/data/moved/')
+    ds = _build(dict(type='EquityDataset', likelihood_file=path,
+                     dataset=moved))
+    check_item(ds[0])
+
+
+def test_files_without_content_are_bound_by_root_and_info_file(tmp_path):
+    path = _bound_file(tmp_path / 'a.npz', '/data/kitti_a/',
+                       '/data/kitti_a/kitti_infos_train.pkl')
+    with pytest.raises(LikelihoodFileError, match=r"and the data_root and "
+                       r"ann_file differ; KITTI-format"):
+        _build(dict(type='EquityDataset', likelihood_file=path,
+                    dataset=toy_cfg(data_root='/data/kitti_b/',
+                                    ann_file='kitti_infos_train.pkl')))
+    ds = _build(dict(type='EquityDataset', likelihood_file=path,
+                     dataset=toy_cfg(data_root='/data/kitti_a',
+                                     ann_file='kitti_infos_train.pkl')))
+    check_item(ds[0])
 
 
 # ---------------------------------------------------------------------------
@@ -306,9 +405,9 @@ def test_zero_byte_and_truncated_point_clouds_are_named(tmp_path, lik_file):
     assert type(e.value).__name__ == 'SampleFileError'
     assert f'2 of {N} point-cloud files' in msg and lik_file in msg
     assert f'{paths[2]} (sample {FRAME_IDS[2]}) is empty (0 bytes)' in msg
-    assert (f'{paths[5]} (sample {FRAME_IDS[5]}) has 1594 bytes, not a '
-            'multiple of the 16-byte point record (load_dim=4 float32 '
-            'values)') in msg
+    assert (f'{paths[5]} (sample {FRAME_IDS[5]}) is truncated or not a '
+            '4-value float32 point file: 1594 bytes is not a multiple of the '
+            '16-byte point record (load_dim=4)') in msg
     (tmp_path / f'{FRAME_IDS[2]:06d}.bin').unlink()
     with pytest.raises(ValueError, match='does not exist'):
         _build(dict(type='EquityDataset', likelihood_file=lik_file,
@@ -348,22 +447,3 @@ def test_ids_differing_in_form_are_explained(tmp_path):
     msg = str(e.value)
     assert "The ids differ only in form (dataset '10', file '000010')" in msg
     assert "so 7 and '7' are one sample but '000007' is another" in msg
-
-
-def test_legacy_pickle_file_needs_the_explicit_opt_in(tmp_path, lik_file):
-    import pickle
-
-    from mmdet3d_equity.utils import load_likelihood_file
-    rec = {k: v for k, v in load_likelihood_file(lik_file).items()
-           if k != 'content_fingerprint'}
-    rec['format_version'] = 1  # as earlier versions wrote it
-    old = str(tmp_path / 'equity_likelihoods.pkl')
-    with open(old, 'wb') as f:
-        pickle.dump(rec, f)
-    cfg = dict(type='EquityDataset', likelihood_file=old, dataset=toy_cfg())
-    with pytest.raises(LikelihoodFileError, match='is a pickle'):
-        _build(cfg)
-    ds = _build(dict(cfg, allow_pickle=True))
-    assert ds.likelihood_file == old
-    with pytest.raises(TypeError, match='allow_pickle must be True or False'):
-        _build(dict(cfg, allow_pickle='yes'))

@@ -3,15 +3,14 @@ frames, an epoch of exactly ceil(sum r_i) draws, expected counts, ranks,
 claims, bad input, and the config-only option."""
 import math
 import os.path as osp
-import uuid
 
 import numpy as np
 import pytest
 import torch
+from mmdet3d.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 from mmengine.dataset import BaseDataset
 
 import mmdet3d_equity  # noqa: F401
-from mmdet3d.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 from mmdet3d_equity.datasets import find_equity_dataset
 from mmdet3d_equity.utils import build_record, save_likelihood_file
 
@@ -38,12 +37,6 @@ class ToyRepeatPack:
         from mmdet3d.structures import Det3DDataSample
         ds = Det3DDataSample(metainfo=dict(sample_idx=results['sample_idx']))
         return dict(inputs=dict(x=torch.zeros(1)), data_samples=ds)
-
-
-@pytest.fixture(autouse=True)
-def fresh_runner_context():
-    from mmengine.logging import MessageHub
-    return MessageHub.get_instance(f'equity_ctx_{uuid.uuid4().hex}')
 
 
 def _lik_file(path, p=P):
@@ -139,7 +132,7 @@ def test_claims_and_bad_input(tmp_path):
     lik = _lik_file(tmp_path / 'l.npz')
     ds = _dataset(lik)
     _sampler(ds)
-    assert find_equity_dataset(ds).claimed_by == dict(
+    assert find_equity_dataset(ds)._claims == dict(
         sampling='EquityRepeatFactorSampler')
     with pytest.raises(ValueError, match='would both apply W'):
         find_equity_dataset(ds).claim('loss', 'EquityHook@1')

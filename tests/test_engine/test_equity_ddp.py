@@ -15,9 +15,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-# (autouse: each test in its own runner context, see test_equity_dataset)
-from _toy_equity import fresh_runner_context  # noqa: F401
-
 LIKELIHOODS = [0.0, 0.8, 0.3, 1.0]
 
 
@@ -68,6 +65,7 @@ def _worker(rank, world, port, out_dir):
 @pytest.mark.slow
 def test_ddp_two_processes_equal_single_process(tmp_path):
     from test_equity_hook import build_tiny_detector, make_batch
+
     from mmdet3d_equity import equity_weight
 
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
@@ -97,7 +95,6 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
 # ---------------------------------------------------------------------------
 def _sampler_draws(lik_file, seed=0, epoch=1):
     from _toy_equity import SAMPLER_LOSS, _build, toy_cfg
-
     from mmdet3d.registry import DATA_SAMPLERS
     ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
                      dataset=toy_cfg()), claim=False)

@@ -232,6 +232,7 @@ def test_bad_loss_configs_are_refused():
 
 def test_unsupported_detectors_are_refused():
     from mmdet3d.models.detectors import VoxelNet
+
     from mmdet3d_equity.models.sample_weighting import UnsupportedHeadError
 
     class MyDetector(VoxelNet):

@@ -9,7 +9,6 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-
 from _tool_helpers import REPO, call_tool, last_run_log
 
 EQ_CFG = osp.join(REPO, 'configs', 'tiny',
@@ -25,15 +24,19 @@ def write_tiny_likelihoods(cfg, path, seed=0):
     """Likelihoods for the leaf train dataset's own identities."""
     from mmdet3d.registry import DATASETS
     from mmdet3d.utils import register_all_modules
-    from mmdet3d_equity.datasets import index_identity_table
-    from mmdet3d_equity.utils import build_record, save_likelihood_file
+
+    from mmdet3d_equity.utils import (
+        build_record,
+        index_identities,
+        save_likelihood_file,
+    )
     register_all_modules(init_default_scope=True)
     leaf = cfg.train_dataloader.dataset
     while 'dataset' in leaf:
         leaf = leaf.dataset
     leaf = dict(leaf, pipeline=[], indices=NUM_FRAMES)
     ds = DATASETS.build(leaf)
-    ids = sorted(set(index_identity_table(ds).tolist()), key=int)
+    ids = sorted(set(index_identities(ds).tolist()), key=int)
     gen = np.random.default_rng(seed)
     lik = gen.uniform(0, 1, len(ids))
     lik[0] = 1.0
@@ -105,15 +108,18 @@ def test_tiny_nuscenes_wrapper_uses_tokens(tiny_nus_root, tmp_path,
     from mmdet3d.utils import register_all_modules
     from mmengine.config import Config
 
-    from mmdet3d_equity.datasets import index_identity_table
-    from mmdet3d_equity.utils import build_record, save_likelihood_file
+    from mmdet3d_equity.utils import (
+        build_record,
+        index_identities,
+        save_likelihood_file,
+    )
     register_all_modules(init_default_scope=True)
     monkeypatch.setenv('EQUITY_TINY_NUS', tiny_nus_root)
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'tiny',
                                    'centerpoint-pillar_tiny-nus-3d_equity.py'))
     leaf_cfg = cfg.train_dataloader.dataset.dataset.dataset
     leaf = DATASETS.build(dict(leaf_cfg, pipeline=[]))
-    tokens = sorted(set(index_identity_table(leaf).tolist()))
+    tokens = sorted(set(index_identities(leaf).tolist()))
     assert all(not t.isdigit() for t in tokens)
     lik = np.linspace(0, 1, len(tokens))
     rec = build_record(

@@ -33,10 +33,9 @@ class _Loader(list):
 
 
 def _two_steps(model, data, distributed):
+    from mmdet3d.registry import HOOKS
     from mmengine.logging import MessageHub
     from mmengine.optim import OptimWrapper
-
-    from mmdet3d.registry import HOOKS
     if distributed:
         from mmengine.model import MMDistributedDataParallel
         model = MMDistributedDataParallel(module=model)
@@ -64,8 +63,9 @@ def _worker(rank, world, port, out_dir):
     torch.set_num_threads(1)
     dist.init_process_group('gloo', rank=rank, world_size=world)
     try:
-        import mmdet3d_equity  # noqa: F401
         from test_equity_hook import build_tiny_detector, make_batch
+
+        import mmdet3d_equity  # noqa: F401
         model = build_tiny_detector(seed=5, freeze_bn=True)
         full = make_batch(4, seed=1)
         per = 4 // world
@@ -82,8 +82,9 @@ def _worker(rank, world, port, out_dir):
 
 @pytest.mark.slow
 def test_ssb_ddp_two_processes_equal_single_process(tmp_path):
-    import mmdet3d_equity  # noqa: F401
     from test_equity_hook import build_tiny_detector, make_batch
+
+    import mmdet3d_equity  # noqa: F401
 
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
              join=True)

@@ -34,14 +34,14 @@ def _heavy():
     global Config, MessageHub, init_default_scope, InstanceData, HOOKS
     global MODELS, Det3DDataSample, LiDARInstance3DBoxes, class_scales
     global ClassFeatureStore
+    from mmdet3d.registry import HOOKS, MODELS
+    from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
     from mmengine.config import Config
     from mmengine.logging import MessageHub
     from mmengine.registry import init_default_scope
     from mmengine.structures import InstanceData
 
     import mmdet3d_equity  # noqa: F401
-    from mmdet3d.registry import HOOKS, MODELS
-    from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
     from mmdet3d_equity.semantic_scale.measures import class_scales
     from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
 

@@ -6,7 +6,6 @@ import os.path as osp
 
 import pytest
 import torch
-
 from _tool_helpers import REPO, call_tool, last_run_log
 
 CFG = osp.join(REPO, 'configs', 'tiny',

@@ -18,9 +18,8 @@ import uuid
 
 import pytest
 import torch
-from mmengine.hooks import Hook
-
 from mmdet3d.registry import HOOKS
+from mmengine.hooks import Hook
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 EQ_CFG = osp.join(REPO, 'configs', 'tiny',
@@ -169,9 +168,8 @@ def test_ssb_checkpoint_tests_without_training_data(ssb_run,
     """tools/test.py's Runner.test of an SSB config never
     touches the train dataloader; the checkpoint (plain state dict + the
     hook's SSB state) loads strictly into the plain model."""
-    from mmengine.runner import Runner
-
     from mmdet3d.registry import MODELS
+    from mmengine.runner import Runner
     ckpt_cfg = ssb_run['cfg']  # trained for 3 epochs
     ckpt = osp.join(ssb_run['work_dir'], 'epoch_3.pth')
     state = torch.load(ckpt, map_location='cpu', weights_only=False)
@@ -231,7 +229,6 @@ def test_resample_config_trains(tiny_kitti_root, tmp_path):
     """configs/tiny/*_equity-resample.py: the sampler (which owns eta and
     gamma here) claims the wrapper; no EquityHook is involved."""
     from mmengine.runner import Runner
-
     from test_equity_train import write_tiny_likelihoods
     cfg = tiny_cfg(osp.join(REPO, 'configs', 'tiny',
                             'pointpillars_tiny-kitti-3class_equity-'
@@ -247,6 +244,6 @@ def test_resample_config_trains(tiny_kitti_root, tmp_path):
     assert type(sampler).__name__ == 'EquityWeightedSampler'
     assert (sampler.gfl.eta, sampler.gfl.gamma) == (0.5, 5.0)
     eq = runner.train_dataloader.dataset
-    assert eq.claimed_by == dict(sampling='EquityWeightedSampler')
+    assert eq._claims == dict(sampling='EquityWeightedSampler')
     assert not [h for h in runner.hooks if type(h).__name__ == 'EquityHook']
     assert osp.isfile(tmp_path / 'w' / 'epoch_1.pth')

@@ -1,5 +1,7 @@
 """The likelihood file: .npz without pickle, ids-only and content
-fingerprints, legacy pickles only behind allow_pickle=True."""
+fingerprints, pickles never read, paths that are no file named for what
+they are, and a reader that turns any bytes into a record or one
+LikelihoodFileError (hypothesis)."""
 import hashlib
 import json
 import os
@@ -9,13 +11,18 @@ import stat
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from mmdet3d_equity.utils import (
+    LikelihoodFileError,
+    build_record,
+    dataset_fingerprint,
+    load_likelihood_file,
+    sample_identity,
+    save_likelihood_file,
+)
 from mmdet3d_equity.utils.fileio import OutputExistsError
-from mmdet3d_equity.utils import (LikelihoodFileError, build_record,
-                                    convert_likelihood_file,
-                                    dataset_fingerprint,
-                                    load_likelihood_file,
-                                    save_likelihood_file, sample_identity)
 
 SETTINGS = dict(id_key='sample_idx', dataset=dict(type='KittiDataset'),
                 embedder=dict(type='x', input_size=(128, 64)), reducer=None,
@@ -218,24 +225,23 @@ def test_bad_files_name_file_and_problem(tmp_path):
 
 @pytest.mark.parametrize('name', ['crafted.pkl', 'crafted.npz'])
 def test_crafted_pickle_is_refused_without_running_code(tmp_path, name):
-    """A likelihood file used to be a pickle, loaded before any check: a
-    crafted file ran code. Now it is refused before anything in it is
-    read, whatever its name; only the explicit opt-in unpickles it."""
+    """A pickle is refused before anything in it is read, whatever its
+    name: loading it could run code."""
     marker = str(tmp_path / 'code_ran')
     path = str(tmp_path / name)
-    with open(path, 'wb') as f:
-        pickle.dump(dict(format='mmdet3d_equity.likelihoods',
-                         payload=_RunsCode(marker)), f)
-    with pytest.raises(LikelihoodFileError) as e:
-        load_likelihood_file(path)
-    assert not osp.exists(marker)
-    assert 'is a pickle' in str(e.value)
-    assert 'Pickles can run code when they are loaded' in str(e.value)
-    assert 'allow_pickle=True' in str(e.value)
-    # the opt-in really unpickles (only for files you trust)
-    with pytest.raises(LikelihoodFileError):
-        load_likelihood_file(path, allow_pickle=True)
-    assert osp.isdir(marker)
+    for protocol in (0, 2, 5):
+        with open(path, 'wb') as f:
+            pickle.dump(dict(format='mmdet3d_equity.likelihoods',
+                             payload=_RunsCode(marker)), f,
+                        protocol=protocol)
+        with pytest.raises(LikelihoodFileError) as e:
+            load_likelihood_file(path)
+        assert not osp.exists(marker)
+        assert str(e.value) == (
+            f'likelihood file {path}: is a pickle, not an .npz likelihood '
+            'file (pickles, written by unreleased development versions, can '
+            'run code when loaded and are never read); recompute it with '
+            '`python tools/compute_likelihoods.py CONFIG --out NEW.npz`')
 
 
 def test_npz_with_an_object_array_is_refused_without_running_code(tmp_path):
@@ -251,41 +257,169 @@ def test_npz_with_an_object_array_is_refused_without_running_code(tmp_path):
     assert not osp.exists(marker)
 
 
-def _legacy_pickle(path, rec):
-    """A format_version 1 file as earlier versions wrote it."""
-    old = {k: v for k, v in rec.items() if k != 'content_fingerprint'}
-    old['format_version'] = 1
-    with open(path, 'wb') as f:
-        pickle.dump(old, f)
+def test_a_directory_or_a_link_is_named_for_what_it_is(tmp_path):
+    """Not 'not found; create it' (whose fix then fails with 'already
+    exists'): the directory, the link loop and the dangling link are said."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    with pytest.raises(LikelihoodFileError) as e:
+        load_likelihood_file(str(work))
+    assert str(e.value) == (
+        f'likelihood file {work}: is a directory, not a likelihood file: '
+        'point likelihood_file at the .npz file (tools/compute_likelihoods'
+        '.py writes equity_likelihoods.npz into --work-dir)')
+    inside = save_likelihood_file(_record(),
+                                  str(work / 'equity_likelihoods.npz'))
+    with pytest.raises(LikelihoodFileError,
+                       match=f'the file inside it is {inside}$'):
+        load_likelihood_file(str(work))
+    loop = tmp_path / 'loop.npz'
+    os.symlink(str(tmp_path / 'loop2.npz'), str(loop))
+    os.symlink(str(loop), str(tmp_path / 'loop2.npz'))
+    with pytest.raises(LikelihoodFileError) as e:
+        load_likelihood_file(str(loop))
+    assert str(e.value) == (
+        f'likelihood file {loop}: is a symbolic link loop (too many levels '
+        'of symbolic links); point likelihood_file at the .npz file itself, '
+        'or fix the link')
+    dangling = tmp_path / 'dangling.npz'
+    os.symlink(str(tmp_path / 'gone.npz'), str(dangling))
+    with pytest.raises(LikelihoodFileError, match=r'is a symbolic link to '
+                       r'.*gone\.npz, which does not exist'):
+        load_likelihood_file(str(dangling))
+    # a link to a good file is read
+    good = tmp_path / 'good.npz'
+    os.symlink(inside, str(good))
+    assert load_likelihood_file(str(good))['sample_ids'] == ['0', '1', '2']
+    with pytest.raises(LikelihoodFileError, match='must be the path'):
+        load_likelihood_file('')
 
 
-def test_legacy_pickle_needs_the_opt_in_and_converts(tmp_path, umask_022):
+@pytest.mark.parametrize('key', ['cluster_id', 'cluster_size'])
+def test_nan_in_an_integer_column_names_column_and_file(tmp_path, key):
+    cols = dict(cluster_id=[0, 1, 2], cluster_size=[4, 2, 1])
+    cols[key] = [cols[key][0], float('nan'), cols[key][2]]
+    with pytest.raises(LikelihoodFileError) as e:
+        build_record(['0', '1', '2'], [1.0, 0.5, 0.1], **cols, **SETTINGS)
+    assert str(e.value).startswith(
+        f'likelihood file <new record>: column {key} holds 1 value(s) that '
+        'are not whole numbers (first: nan)')
+    # a record dict edited by hand, validated on save: names the file
+    rec = _record()
+    rec[key] = np.array(cols[key])
+    path = str(tmp_path / 'lik.npz')
+    with pytest.raises(LikelihoodFileError, match=f'likelihood file {path}: '
+                       f'column {key} holds 1 value'):
+        save_likelihood_file(rec, path)
+    assert not osp.exists(path)
+    with pytest.raises(LikelihoodFileError, match=f'column {key} holds 1 '
+                       r'value.*\(first: 1\.5\)'):
+        build_record(['0', '1', '2'], [1.0, 0.5, 0.1],
+                     **dict(cols, **{key: [1, 1.5, 1]}), **SETTINGS)
+
+
+# ------------------------------------------------ property-based: the reader
+def _valid_members():
     rec = _record(extra=dict(raw_labels=np.array([0, 1, -1])))
-    old = str(tmp_path / 'equity_likelihoods.pkl')
-    _legacy_pickle(old, rec)
-    with pytest.raises(LikelihoodFileError, match=r'is a pickle.*'
-                       'convert_likelihoods.py'):
-        load_likelihood_file(old)
-    loaded = load_likelihood_file(old, allow_pickle=True)
-    assert loaded['sample_ids'] == rec['sample_ids']
-    np.testing.assert_array_equal(loaded['likelihood'], rec['likelihood'])
-    assert loaded['content_fingerprint'] == rec['content_fingerprint']
-    new = str(tmp_path / 'equity_likelihoods.npz')
-    with pytest.raises(LikelihoodFileError, match='is a pickle'):
-        convert_likelihood_file(old, new)
-    assert not osp.exists(new)
-    convert_likelihood_file(old, new, allow_pickle=True)
-    conv = load_likelihood_file(new)
-    assert conv['content_fingerprint'] == rec['content_fingerprint']
-    assert conv['extra']['converted_from'] == osp.abspath(old)
-    np.testing.assert_array_equal(conv['extra']['raw_labels'], [0, 1, -1])
-    assert stat.S_IMODE(os.stat(new).st_mode) == 0o644
-    # a legacy pickle whose ids were edited is still refused
-    bad = dict(rec, sample_ids=['0', '1', '9'])
-    _legacy_pickle(old, bad)
-    with pytest.raises(LikelihoodFileError, match='fingerprint does not '
-                       'match its own sample_ids'):
-        load_likelihood_file(old, allow_pickle=True)
+    from mmdet3d_equity.utils.likelihood_file import encode_record
+    return encode_record(rec)
+
+
+def _load_or_documented_error(path):
+    """A record that passes validate_record, or LikelihoodFileError."""
+    from mmdet3d_equity.utils import validate_record
+    try:
+        rec = load_likelihood_file(path)
+    except LikelihoodFileError as e:
+        assert str(e).startswith('likelihood file ')
+        return None
+    validate_record(rec, path)
+    return rec
+
+
+SLOW_OK = settings(max_examples=80, deadline=None, database=None,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SLOW_OK
+@given(data=st.binary(max_size=600))
+def test_any_bytes_give_a_record_or_the_documented_error(tmp_path, data):
+    path = str(tmp_path / 'any.npz')
+    with open(path, 'wb') as f:
+        f.write(data)
+    assert _load_or_documented_error(path) is None
+
+
+@SLOW_OK
+@given(data=st.data())
+def test_damaged_archives_give_a_record_or_the_documented_error(tmp_path,
+                                                                data):
+    """Bytes of a real file, some flipped or cut off (zip and npy headers
+    included)."""
+    import io
+    buf = io.BytesIO()
+    np.savez(buf, **_valid_members())
+    raw = bytearray(buf.getvalue())
+    cut = data.draw(st.integers(4, len(raw)))
+    raw = raw[:cut]
+    for _ in range(data.draw(st.integers(0, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    path = str(tmp_path / 'damaged.npz')
+    with open(path, 'wb') as f:
+        f.write(bytes(raw))
+    _load_or_documented_error(path)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() |
+    st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) |
+    st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+KEYS = st.sampled_from(['format', 'format_version', 'id_key', 'fingerprint',
+                        'content_fingerprint', 'dataset', 'embedder',
+                        'reducer', 'clusterer', 'likelihood_def',
+                        'aggregation', 'extra', '__array__', 'sample_ids'])
+
+
+@SLOW_OK
+@given(metadata=JSON, key=KEYS, value=JSON, whole=st.booleans())
+def test_any_json_metadata_gives_a_record_or_the_documented_error(
+        tmp_path, metadata, key, value, whole):
+    """The metadata replaced by any JSON value, or one of its keys set to
+    any JSON value (array references included)."""
+    members = _valid_members()
+    if whole:
+        meta = metadata
+    else:
+        meta = json.loads(str(members['metadata'][()]))
+        meta[key] = value
+        if key == '__array__':
+            meta = {'__array__': value}
+    members['metadata'] = np.asarray(json.dumps(meta))
+    path = str(tmp_path / 'meta.npz')
+    _rewrite(path, members)
+    _load_or_documented_error(path)
+
+
+@SLOW_OK
+@given(member=st.sampled_from(['sample_ids', 'likelihood', 'cluster_id',
+                               'cluster_size', 'metadata']),
+       value=st.one_of(
+           st.lists(st.floats(), max_size=4).map(np.array),
+           st.lists(st.integers(-2**63, 2**63 - 1), max_size=4).map(
+               lambda v: np.array(v, dtype=np.int64)),
+           st.lists(st.text(max_size=3), max_size=4).map(
+               lambda v: np.array(v, dtype=str)),
+           st.text(max_size=10).map(np.asarray),
+           st.just(np.zeros((2, 2)))))
+def test_any_member_array_gives_a_record_or_the_documented_error(
+        tmp_path, member, value):
+    members = dict(_valid_members(), **{member: value})
+    path = str(tmp_path / 'member.npz')
+    _rewrite(path, members)
+    _load_or_documented_error(path)
 
 
 def test_sample_identity_prefers_token():

@@ -1,3 +1,3 @@
 
-from .ssb_hook import SemanticScaleBalanceHook  # noqa: F401
 from .equity_hook import EquityHook  # noqa: F401
+from .ssb_hook import SemanticScaleBalanceHook  # noqa: F401

@@ -37,15 +37,28 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from mmdet3d_equity.datasets.equity_dataset import (
-    announce_loss_owner,
-    find_equity_dataset,
-    withdraw_loss_owner,
-)
+from mmdet3d_equity.datasets.equity_dataset import find_equity_dataset
+from mmdet3d_equity.datasets.equity_sampler import weight_report
 from mmdet3d_equity.models.losses.generalized_focal_loss import (
     GeneralizedFocalLoss,
 )
 from mmdet3d_equity.models.sample_weighting import DetectorWeighting
+
+from .guard import (
+    misplaced_keys,
+    refuse_or_log_changes,
+    remove_on_failure,
+    settings_changes,
+)
+
+CKPT_KEY = 'equity_weighting'
+#: GeneralizedFocalLoss settings, given in EquityHook's ``loss``
+LOSS_KEYS = ('eta', 'gamma', 'terms', 'normalisation')
+#: settings of the SemanticScaleBalanceHook (a custom_hooks.N key that
+#: reached this hook was meant for it)
+SSB_KEYS = ('warmup_epochs', 'warmup_iters', 'interval', 'capacity',
+            'max_capacity', 'alpha', 'min_count', 'scale_floor', 'sampling',
+            'level', 'point_cloud_range', 'l2_normalize')
 
 
 def _unpack_forward_args(args, kwargs):
@@ -59,15 +72,42 @@ def _unpack_forward_args(args, kwargs):
 class EquityHook(Hook):
     """Apply the Generalized Focal Loss weights exactly per sample.
 
+    The weighting's identity (eta, gamma, terms, normalisation, the
+    likelihood file's content fingerprint and the dataset's policies) is
+    saved in every checkpoint (key ``equity_weighting``); resuming with
+    other settings is refused unless ``allow_changed_settings=True``.
+
     Args:
         loss (dict): config of a ``GeneralizedFocalLoss`` (eta, gamma,
             terms, normalisation): the one place of these settings.
+        allow_changed_settings (bool): resume a checkpoint trained with
+            other settings (logged, and kept in the checkpoints' history).
+            Defaults to False.
     """
 
     priority = 'NORMAL'  # before LoggerHook (BELOW_NORMAL) writes the log
 
-    def __init__(self, loss: dict = dict(type='GeneralizedFocalLoss')
-                 ) -> None:
+    def __init__(self, loss: dict = dict(type='GeneralizedFocalLoss'),
+                 allow_changed_settings: bool = False, **unknown) -> None:
+        moved = sorted(k for k in unknown if k in LOSS_KEYS)
+        if moved:
+            raise TypeError(
+                f'EquityHook does not take {moved}: they are settings of its '
+                "loss: custom_hooks = [dict(type='EquityHook', loss=dict("
+                "type='GeneralizedFocalLoss', "
+                + ', '.join(f'{k}={unknown[k]!r}' for k in moved) +
+                '))] (override: --cfg-options custom_hooks.N.loss.'
+                f'{moved[0]}=...)')
+        self._misplaced = {k: unknown.pop(k) for k in list(unknown)
+                           if k in SSB_KEYS}
+        if unknown:
+            raise TypeError(f'EquityHook got unexpected arguments '
+                            f'{sorted(unknown)}; it takes loss and '
+                            'allow_changed_settings')
+        if not isinstance(allow_changed_settings, bool):
+            raise TypeError('EquityHook: allow_changed_settings must be True '
+                            f'or False, got {allow_changed_settings!r}')
+        self.allow_changed_settings = allow_changed_settings
         if not isinstance(loss, dict) or 'type' not in loss:
             raise TypeError('EquityHook.loss must be a config dict like '
                             "dict(type='GeneralizedFocalLoss', eta=1.0, "
@@ -83,9 +123,8 @@ class EquityHook(Hook):
         self._batch_weights: Optional[torch.Tensor] = None
         self._equity = None
         self.owner = f'EquityHook@{id(self):x}'
-        # an EquityDataset built later by the same Runner is claimed for
-        # this hook before its dataloader workers start
-        announce_loss_owner(self)
+        self._resumed: Optional[dict] = None  # the checkpoint's identity
+        self._history: list = []
 
     # -- setup ------------------------------------------------------------
     def install(self, model, train_dataset=None, sampler=None) -> None:
@@ -134,10 +173,8 @@ class EquityHook(Hook):
         equity.claim('loss', self.owner)
         self._equity = equity
         w = self.gfl.raw_weight(equity.index_likelihoods(dataset))
-        print_log(
-            f'EquityHook: W(p) over the {len(w)} train indices: mean '
-            f'{w.mean():.4f}, min {w.min():.4f}, max {w.max():.4f} '
-            f'(eta={self.gfl.eta}, gamma={self.gfl.gamma})', 'current')
+        msg, level = weight_report('EquityHook', w, self.gfl)
+        print_log(msg, 'current', level)
         if self.gfl.normalisation == 'dataset':
             self.gfl.set_dataset_mean(float(w.mean()))
             print_log(
@@ -193,11 +230,54 @@ class EquityHook(Hook):
                 'head')
         return None
 
+    def identity(self) -> dict:
+        """What determines the weights: the GFL settings, the likelihood
+        file's content and the wrapper's policies (in checkpoints)."""
+        eq = self._equity
+        return dict(
+            eta=self.gfl.eta, gamma=self.gfl.gamma, terms=self.gfl.terms,
+            normalisation=self.gfl.normalisation,
+            likelihood_content=None if eq is None else
+            eq.content_fingerprint,
+            strict=None if eq is None else eq.strict,
+            missing=None if eq is None else eq.missing)
+
     # -- mmengine hooks ------------------------------------------------------
+    def before_run(self, runner) -> None:
+        if self._misplaced:
+            raise misplaced_keys(runner, 'EquityHook', self._misplaced,
+                                 'SemanticScaleBalanceHook')
+        remove_on_failure(runner, self.remove)
+
     def before_train(self, runner) -> None:
         loader = runner.train_dataloader
         self.install(runner.model, loader.dataset,
                      getattr(loader, 'sampler', None))
+        try:
+            if self._resumed is not None:
+                saved = self._resumed.get('settings')
+                changes = settings_changes(saved, self.identity()) if saved \
+                    else {'EquityHook': ('absent', 'present')}
+                refuse_or_log_changes(runner, 'EquityHook', changes,
+                                      self.allow_changed_settings)
+                self._history = list(self._resumed.get('history', []))
+                if changes:
+                    self._history.append(dict(iter=int(runner.iter),
+                                              changes=changes))
+            _restart_prefetching_workers(runner)
+        except BaseException:
+            self.remove()
+            raise
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint[CKPT_KEY] = dict(settings=self.identity(),
+                                    history=list(self._history))
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # a resume continues this run (checked in before_train, when the
+        # likelihood file is known); load_from starts a new one
+        if getattr(runner, '_resume', False):
+            self._resumed = dict(checkpoint.get(CKPT_KEY) or {})
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
@@ -224,4 +304,20 @@ class EquityHook(Hook):
 
     def after_run(self, runner) -> None:
         self.remove()
-        withdraw_loss_owner(self)
+
+
+def _restart_prefetching_workers(runner) -> None:
+    """An IterBasedTrainLoop starts its dataloader workers when it is
+    built, before before_train claims the EquityDataset: their copies of the
+    wrapper are unclaimed. Restart them once (the InfiniteSampler starts its
+    sequence again, so the batches are those of an undisturbed start)."""
+    loop = runner.train_loop
+    it = getattr(loop, 'dataloader_iterator', None)
+    loader = getattr(loop, 'dataloader', None)
+    if it is None or not getattr(loader, 'num_workers', 0):
+        return
+    loader._iterator = None  # persistent workers keep their old copies
+    loop.dataloader_iterator = type(it)(loader)
+    print_log('EquityHook: restarted the dataloader workers that the '
+              'iteration-based loop started before the EquityDataset was '
+              'claimed', 'current')

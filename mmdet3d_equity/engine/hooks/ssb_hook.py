@@ -31,7 +31,17 @@ from mmdet3d_equity.semantic_scale.features import (
 from mmdet3d_equity.semantic_scale.measures import _check_alpha
 from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
 
+from .guard import (
+    misplaced_keys,
+    refuse_or_log_changes,
+    remove_on_failure,
+    settings_changes,
+)
+
 CKPT_KEY = 'semantic_scale_balance'
+#: settings of the EquityHook (a custom_hooks.N key that reached this hook
+#: was meant for it)
+EQUITY_KEYS = ('loss', )
 
 
 @HOOKS.register_module()
@@ -72,6 +82,9 @@ class SemanticScaleBalanceHook(Hook):
         level (int): BEV head input level.
         point_cloud_range (list, optional): BEV extent override.
         l2_normalize (bool): L2-normalise object features before storing.
+        allow_changed_settings (bool): resume a checkpoint trained with
+            other settings (logged, and kept in the checkpoints' history);
+            by default such a resume is refused. Defaults to False.
     """
 
     priority = 'NORMAL'
@@ -88,7 +101,21 @@ class SemanticScaleBalanceHook(Hook):
                  sampling: str = 'bilinear',
                  level: int = 0,
                  point_cloud_range: Optional[Sequence[float]] = None,
-                 l2_normalize: bool = False) -> None:
+                 l2_normalize: bool = False,
+                 allow_changed_settings: bool = False, **unknown) -> None:
+        self._misplaced = {k: unknown.pop(k) for k in list(unknown)
+                           if k in EQUITY_KEYS}
+        if unknown:
+            raise TypeError(
+                f'SemanticScaleBalanceHook got unexpected arguments '
+                f'{sorted(unknown)}; see its docstring (docs/semantic_scale'
+                '.md) for the arguments it takes')
+        if not isinstance(allow_changed_settings, bool):
+            raise TypeError('SemanticScaleBalanceHook: allow_changed_settings '
+                            f'must be True or False, got '
+                            f'{allow_changed_settings!r}')
+        self.allow_changed_settings = allow_changed_settings
+        self._history: list = []
         if warmup_iters is not None and warmup_epochs not in (None, 5):
             raise ValueError('SemanticScaleBalanceHook: give warmup_epochs '
                              'or warmup_iters, not both.')
@@ -181,6 +208,23 @@ class SemanticScaleBalanceHook(Hook):
         f, lab = self.sampler(feats, data_samples)
         if self.store is not None and f.shape[0]:
             self.store.push(f, lab)
+
+    def settings(self) -> dict:
+        """The settings that determine the SSB weights (in checkpoints)."""
+        return dict(warmup_epochs=self.warmup_epochs,
+                    warmup_iters=self.warmup_iters, interval=self.interval,
+                    capacity=self.capacity, max_capacity=self.max_capacity,
+                    alpha=self.alpha, min_count=self.min_count,
+                    scale_floor=self.scale_floor, sampling=self.sampling,
+                    level=self.level,
+                    point_cloud_range=self.point_cloud_range,
+                    l2_normalize=self.l2_normalize)
+
+    def before_run(self, runner) -> None:
+        if self._misplaced:
+            raise misplaced_keys(runner, 'SemanticScaleBalanceHook',
+                                 self._misplaced, 'EquityHook')
+        remove_on_failure(runner, self.remove)
 
     def before_train(self, runner) -> None:
         self.install(runner.model)
@@ -295,7 +339,8 @@ class SemanticScaleBalanceHook(Hook):
                     self.store.state_dict(),
                     class_weights=weights,
                     last_result=self.last_result,
-                    world_size=get_world_size())
+                    world_size=get_world_size(),
+                    settings=self.settings(), history=list(self._history))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         # Runner.save_checkpoint runs on rank 0 only: the saved store is
@@ -304,6 +349,19 @@ class SemanticScaleBalanceHook(Hook):
         checkpoint[CKPT_KEY] = self.state_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if getattr(runner, '_resume', False):
+            # a resume continues the run: its settings must be the same
+            saved = (checkpoint.get(CKPT_KEY) or {}).get('settings')
+            changes = settings_changes(saved, self.settings()) if saved else \
+                {'SemanticScaleBalanceHook': ('absent', 'present')}
+            refuse_or_log_changes(runner, 'SemanticScaleBalanceHook',
+                                  changes, self.allow_changed_settings)
+            self._history = list((checkpoint.get(CKPT_KEY) or {}).get(
+                'history', []))
+            if changes:
+                self._history.append(dict(
+                    iter=int(checkpoint.get('meta', {}).get('iter', 0)),
+                    changes=changes))
         if CKPT_KEY not in checkpoint:
             MMLogger.get_current_instance().warning(
                 'SemanticScaleBalanceHook: the checkpoint has no SSB state '
