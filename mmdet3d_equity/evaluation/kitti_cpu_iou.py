@@ -34,10 +34,9 @@ import types
 
 import numpy as np
 import torch
-from mmengine.logging import print_log
-
 from mmdet3d.evaluation.metrics import KittiMetric
 from mmdet3d.registry import METRICS
+from mmengine.logging import print_log
 
 #: the module KITTI evaluation imports its rotated IoU from
 ROTATE_IOU_MODULE = 'mmdet3d.evaluation.functional.kitti_utils.rotate_iou'

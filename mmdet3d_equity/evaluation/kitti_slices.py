@@ -25,11 +25,13 @@ on every cell. Proof in docs/slices.md; checked against an independent
 computation in tests/test_slice_metric_kitti.py.
 """
 import re
+from collections import OrderedDict
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .slice_sources import SliceError
+from ..utils.errors import SliceError
+from .slice_kinds import SLICE_DATASETS, SliceDatasetKind, metric_number
 
 DIFFICULTIES = ('easy', 'moderate', 'hard')
 #: kitti_eval's class ids
@@ -48,8 +50,16 @@ def dense_repeat(n_min: int) -> int:
 
 
 KEY_RE = re.compile(
-    r'^(?P<res>.+)/KITTI/(?P<cls>[A-Za-z_]+?)_(?P<type>3D|BEV|2D)_AP'
+    r'^(?P<res>.+)/KITTI/(?P<cls>.+?)_(?P<type>3D|BEV|2D)_AP'
     r'(?P<n>11|40)_(?P<diff>easy|moderate|hard)(?:_(?P<iou>strict|loose))?$')
+#: a --metric name of KITTI
+METRIC_RE = re.compile(
+    r'^(?P<type>3D|BEV|2D)_AP(?P<n>11|40)_(?P<diff>easy|moderate|hard)_'
+    r'(?P<iou>strict|loose)$')
+KITTI_DEFAULT_METRIC = '3D_AP40_moderate_strict'
+#: kitti_eval's IoU thresholds of the 3D / BEV boxes (Car, Pedestrian,
+#: Cyclist): strict and loose
+IOU_THRESHOLDS = dict(strict='0.7/0.5/0.5', loose='0.5/0.25/0.25')
 
 
 def parse_kitti_key(key: str):
@@ -62,18 +72,40 @@ def parse_kitti_key(key: str):
             m['iou'])
 
 
-class KittiSliceAdapter:
+@SLICE_DATASETS.register_module('kitti')
+class KittiSliceAdapter(SliceDatasetKind):
     """Evaluate subsets of a KittiMetric's evaluated frames."""
 
-    kind = 'kitti'
+    label = 'KITTI'
+    name = kind = 'kitti'
+    metric_description = 'KittiMetric, KittiCPUMetric and subclasses'
+    select_by = 'index'
+    default_metric = KITTI_DEFAULT_METRIC
+    metric_help = ('<3D|BEV|2D>_AP<11|40>_<easy|moderate|hard>_'
+                   f'<strict|loose>, e.g. {KITTI_DEFAULT_METRIC}')
+    expected_keys = ("KittiMetric keys such as 'Kitti metric/"
+                     "pred_instances_3d/KITTI/Car_3D_AP40_moderate_strict'")
 
-    def __init__(self, metric, dense: bool, min_gt: int):
-        self.metric = metric
-        self.dense = bool(dense)
-        self.min_gt = int(min_gt)
-        if metric.format_only:
-            raise SliceError('SliceMetric evaluates; the wrapped KittiMetric '
-                             'has format_only=True')
+    def __init__(self, metric, min_gt: int, dense: bool = True,
+                 groups=None):
+        super().__init__(metric, min_gt, dense, groups)
+        if groups is not None:
+            raise SliceError('class groups (groups=...) are for nuScenes; '
+                             'KITTI reports per class')
+        from mmdet3d.evaluation.metrics import KittiMetric
+
+        from .kitti_cpu_iou import numba_cuda_available
+        if type(metric) is KittiMetric and not numba_cuda_available():
+            raise SliceError(
+                "SliceMetric: KittiMetric needs numba CUDA for its rotated "
+                "IoU and this machine has none; use type='KittiCPUMetric' "
+                '(same arguments and values, CPU kernel where CUDA is '
+                'missing)')
+
+    @classmethod
+    def accepts(cls, metric) -> bool:
+        from mmdet3d.evaluation.metrics import KittiMetric
+        return isinstance(metric, KittiMetric)
 
     # ------------------------------------------------------------ prepare
     def prepare(self, results: Sequence[dict]) -> List[str]:
@@ -210,10 +242,72 @@ class KittiSliceAdapter:
         return out
 
     # ------------------------------------------------------------ logging
-    def table_columns(self) -> List[Tuple[str, str]]:
-        """(label, key suffix) of the log table: 3D AP40 moderate strict."""
-        return [(cls, f'KITTI/{cls}_3D_AP40_moderate_strict')
-                for cls in self.classes]
+    @property
+    def table_variants(self):
+        return ('stock', 'dense') if self.dense else ('stock', )
 
-    def count_name(self, cls: str) -> str:
-        return f'{cls}_moderate'
+    def table_title(self) -> str:
+        return ('3D AP40 moderate, strict and loose IoU (Car/Pedestrian/'
+                f'Cyclist {IOU_THRESHOLDS["strict"]} and '
+                f'{IOU_THRESHOLDS["loose"]})'
+                + (': stock / dense' if self.dense else ''))
+
+    def table_columns(self) -> List[Tuple[str, str, str]]:
+        """(label, key suffix, count name): 3D AP40 moderate, strict and
+        loose IoU, per class."""
+        return [(f'{cls} {iou}', f'KITTI/{cls}_3D_AP40_moderate_{iou}',
+                 f'{cls}_moderate')
+                for cls in self.classes for iou in ('strict', 'loose')]
+
+    # -------------------------------------------------------- key grammar
+    @classmethod
+    def matches_key(cls, key: str) -> bool:
+        return KEY_RE.match(key) is not None
+
+    @classmethod
+    def matches_metric(cls, metric: str) -> bool:
+        return METRIC_RE.match(metric) is not None
+
+    @classmethod
+    def count_cell(cls, metric: str):
+        diff = METRIC_RE.match(metric)['diff']
+        return lambda c: f'{c}_{diff}'
+
+    @classmethod
+    def view(cls, path, items, metric):
+        """``dict(classes, summary)`` of ``metric`` (KittiMetric's
+        ``Overall`` keys carry no IoU suffix and are the strict ones)."""
+        m = METRIC_RE.match(metric)
+        want = f"{m['type']}_AP{m['n']}_{m['diff']}"
+        groups = OrderedDict()
+        for k, v in items:
+            km = KEY_RE.match(k)
+            if km is None:
+                continue
+            g = groups.setdefault(km['res'], dict(classes=OrderedDict(),
+                                                  summary=OrderedDict()))
+            if f"{km['type']}_AP{km['n']}_{km['diff']}" != want:
+                continue
+            if km['cls'] == 'Overall':
+                if (km['iou'] or 'strict') == m['iou']:
+                    g['summary']['Overall'] = metric_number(path, k, v)
+            elif km['iou'] == m['iou']:
+                g['classes'][km['cls']] = metric_number(path, k, v)
+        if not groups:
+            return None
+        return groups[pick_group(path, groups, 'pred_instances_3d',
+                                 'KITTI metrics')]
+
+
+def pick_group(path, groups, preferred, what):
+    """The one result group (e.g. ``pred_instances_3d``) of a metrics
+    file, or the one ending in ``preferred``."""
+    from ..utils.errors import ResultsError
+    if len(groups) == 1:
+        return next(iter(groups))
+    pref = [g for g in groups if g.endswith(preferred)]
+    if len(pref) == 1:
+        return pref[0]
+    raise ResultsError(
+        f'{path!r} holds {what} for several results {sorted(groups)}; '
+        f'expected one (or one ending in {preferred!r})')

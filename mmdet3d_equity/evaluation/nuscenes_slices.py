@@ -15,42 +15,60 @@ precision-recall curve, so it needs no dense variant.
 """
 import copy
 import os.path as osp
+import re
 import tempfile
+from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.errors import ResultsError, SliceError
 from .class_groups import check_groups_cover
-from .slice_sources import SliceError
+from .kitti_slices import pick_group
+from .slice_kinds import SLICE_DATASETS, SliceDatasetKind, metric_number
 
 #: NuScenesMetric's version -> evaluation split
 EVAL_SET = {'v1.0-mini': 'mini_val', 'v1.0-trainval': 'val'}
 ERR_NAMES = {'trans_err': 'mATE', 'scale_err': 'mASE',
              'orient_err': 'mAOE', 'vel_err': 'mAVE', 'attr_err': 'mAAE'}
 CAM_NUM = 6
+AP_KEY_RE = re.compile(
+    r'^(?P<group>.*_NuScenes)/(?P<cls>.+)_AP_dist_(?P<d>[0-9.]+)$')
+SUMMARY_KEY_RE = re.compile(r'^(?P<group>.*_NuScenes)/(?P<name>mAP|NDS)$')
+#: a --metric name of nuScenes
+METRIC_RE = re.compile(r'^AP(?:_dist_(?P<d>[0-9.]+))?$')
+NUS_DEFAULT_METRIC = 'AP'
 
 
-class NuScenesSliceAdapter:
+@SLICE_DATASETS.register_module('nuscenes')
+class NuScenesSliceAdapter(SliceDatasetKind):
     """Evaluate subsets of a NuScenesMetric's evaluated samples."""
 
-    kind = 'nuscenes'
+    label = 'nuScenes'
+    name = kind = 'nuscenes'
+    metric_description = 'NuScenesMetric and subclasses'
+    select_by = 'id'
+    default_metric = NUS_DEFAULT_METRIC
+    metric_help = ("'AP' (per-class AP, mean over the matching distances) "
+                   "or 'AP_dist_<d>' (e.g. AP_dist_2.0)")
+    expected_keys = ("NuScenesMetric keys such as 'NuScenes metric/"
+                     "pred_instances_3d_NuScenes/car_AP_dist_2.0'")
 
-    def __init__(self, metric, min_gt: int,
+    def __init__(self, metric, min_gt: int, dense: bool = True,
                  groups: Optional[Mapping[str, Sequence[str]]] = None):
-        self.metric = metric
-        self.min_gt = int(min_gt)
-        self.groups = groups
-        if metric.format_only:
-            raise SliceError('SliceMetric evaluates; the wrapped '
-                             'NuScenesMetric has format_only=True')
+        super().__init__(metric, min_gt, dense, groups)
         self._tmp = None
+
+    @classmethod
+    def accepts(cls, metric) -> bool:
+        from mmdet3d.evaluation.metrics import NuScenesMetric
+        return isinstance(metric, NuScenesMetric)
 
     def prepare(self, results: Sequence[dict]) -> List[str]:
         import mmengine
+        from mmdet3d.structures import CameraInstance3DBoxes
         from nuscenes import NuScenes
         from nuscenes.eval.detection.evaluate import NuScenesEval
-
-        from mmdet3d.structures import CameraInstance3DBoxes
         m = self.metric
         self.classes = list(m.dataset_meta['classes'])
         version = m.dataset_meta['version']
@@ -159,11 +177,70 @@ class NuScenesSliceAdapter:
                             f'{np.mean(vals):.4f}')
         return out
 
-    def table_columns(self) -> List[Tuple[str, str]]:
+    def table_title(self) -> str:
+        return 'nuScenes AP at 2 m (per class)'
+
+    def table_columns(self) -> List[Tuple[str, str, str]]:
         name = next(iter(self.evals)) if getattr(self, 'evals', None) \
             else 'pred_instances_3d'
-        return [(c, f'{name}_NuScenes/{c}_AP_dist_2.0')
+        return [(c, f'{name}_NuScenes/{c}_AP_dist_2.0', c)
                 for c in self.classes]
 
-    def count_name(self, cls: str) -> str:
-        return cls
+    def table_extra(self, values) -> str:
+        if not self.groups:
+            return ''
+        lines = []
+        for name, vals in values.items():
+            g = ', '.join(f'{k[:-4]} {v:.3f}' for (var, k), v in
+                          vals.items() if var == 'group')
+            lines.append(f'  {"all" if name is None else name}: '
+                         f'{g or "missing"}')
+        return 'class-group mean AP:\n' + '\n'.join(lines)
+
+    # -------------------------------------------------------- key grammar
+    @classmethod
+    def matches_key(cls, key: str) -> bool:
+        return bool(AP_KEY_RE.match(key) or SUMMARY_KEY_RE.match(key))
+
+    @classmethod
+    def matches_metric(cls, metric: str) -> bool:
+        return METRIC_RE.match(metric) is not None
+
+    @classmethod
+    def view(cls, path, items, metric):
+        """``dict(classes, summary, distances)`` of ``metric``: per-class AP
+        at one distance, or their mean over the distances ('AP')."""
+        m = METRIC_RE.match(metric)
+        groups = OrderedDict()
+        for k, v in items:
+            am, sm = AP_KEY_RE.match(k), SUMMARY_KEY_RE.match(k)
+            match = am or sm
+            if match is None:
+                continue
+            g = groups.setdefault(match['group'], dict(
+                aps=OrderedDict(), summary=OrderedDict()))
+            if am is not None:
+                g['aps'].setdefault(am['cls'], OrderedDict())[
+                    float(am['d'])] = metric_number(path, k, v)
+            else:
+                g['summary'][sm['name']] = metric_number(path, k, v)
+        if not groups:
+            return None
+        name = pick_group(path, groups, 'pred_instances_3d_NuScenes',
+                          'nuScenes metrics')
+        g = groups[name]
+        classes = OrderedDict()
+        for c, by_d in g['aps'].items():
+            if m['d'] is None:
+                classes[c] = sum(by_d.values()) / len(by_d)
+                continue
+            d = float(m['d'])
+            if d not in by_d:
+                raise ResultsError(
+                    f"{path!r}: no '{name}/{c}_AP_dist_{m['d']}'; the "
+                    f'distances there are {sorted(by_d)}')
+            classes[c] = by_d[d]
+        summary = OrderedDict((k, g['summary'][k]) for k in ('mAP', 'NDS')
+                              if k in g['summary'])
+        return dict(classes=classes, summary=summary,
+                    distances={c: sorted(d) for c, d in g['aps'].items()})

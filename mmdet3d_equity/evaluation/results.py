@@ -19,33 +19,23 @@ nuScenes ``AP`` (per class, mean over the matching distances) or
 nuScenes 'mAP' and 'NDS', and class-frequency groups when present).
 """
 import json
-import math
 import os
 import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple
+
 from ..utils.errors import ResultsError  # noqa: F401
+from .kitti_slices import KITTI_DEFAULT_METRIC  # noqa: F401
+from .nuscenes_slices import NUS_DEFAULT_METRIC  # noqa: F401
+from .slice_kinds import metric_number, slice_kinds
 
-KITTI_DEFAULT_METRIC = '3D_AP40_moderate_strict'
-NUS_DEFAULT_METRIC = 'AP'
-
-_KITTI_KEY = re.compile(
-    r'^(?P<group>.*)/KITTI/(?P<cls>.+?)_(?P<type>3D|BEV|2D)_AP(?P<n>11|40)_'
-    r'(?P<diff>easy|moderate|hard)(?:_(?P<iou>strict|loose))?$')
-_KITTI_METRIC = re.compile(
-    r'^(?P<type>3D|BEV|2D)_AP(?P<n>11|40)_(?P<diff>easy|moderate|hard)_'
-    r'(?P<iou>strict|loose)$')
-_NUS_AP_KEY = re.compile(
-    r'^(?P<group>.*_NuScenes)/(?P<cls>.+)_AP_dist_(?P<d>[0-9.]+)$')
-_NUS_SUMMARY_KEY = re.compile(r'^(?P<group>.*_NuScenes)/(?P<name>mAP|NDS)$')
-_NUS_METRIC = re.compile(r'^AP(?:_dist_(?P<d>[0-9.]+))?$')
 _TS = re.compile(r'^\d{8}_\d{6}$')
 
-KITTI_EXPECTED = ("KittiMetric keys such as 'Kitti metric/pred_instances_3d/"
-                  "KITTI/Car_3D_AP40_moderate_strict'")
-NUS_EXPECTED = ("NuScenesMetric keys such as 'NuScenes metric/"
-                "pred_instances_3d_NuScenes/car_AP_dist_2.0'")
+
+def _expected(names=None) -> str:
+    kinds = slice_kinds()
+    return ' or '.join(kinds[n].expected_keys for n in (names or kinds))
 
 
 # --------------------------------------------------------------------------
@@ -102,19 +92,11 @@ def load_metrics(path: str) -> Tuple[str, Dict]:
             '<timestamp>.json; vis_data/*.json are training logs)') from e
     if not isinstance(data, dict) or not data:
         raise ResultsError(f'{f!r} holds no metrics (expected a JSON object '
-                           f'with {KITTI_EXPECTED} or {NUS_EXPECTED})')
+                           f'with {_expected()})')
     return f, data
 
 
-def _number(path, key, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ResultsError(f'{path!r}: {key!r} is {value!r}, expected a '
-                           'number')
-    value = float(value)
-    if not math.isfinite(value):
-        raise ResultsError(f'{path!r}: {key!r} is {value}, expected a '
-                           'finite AP')
-    return value
+_number = metric_number
 
 
 # --------------------------------------------------------------------------
@@ -134,125 +116,54 @@ def split_view(key: str) -> Tuple[str, str, str]:
 
 
 def detect_kind(metrics: Dict) -> set:
-    kinds = set()
+    """The names of the dataset kinds whose keys ``metrics`` holds."""
+    kinds = slice_kinds()
+    found = set()
     for k in metrics:
         _, _, inner = split_view(k)
-        if _KITTI_KEY.match(inner):
-            kinds.add('kitti')
-        elif _NUS_AP_KEY.match(inner) or _NUS_SUMMARY_KEY.match(inner):
-            kinds.add('nuscenes')
-    return kinds
+        for name, cls in kinds.items():
+            if cls.matches_key(inner):
+                found.add(name)
+    return found
 
 
 def resolve_kind(path: str, metrics: Dict, metric: Optional[str],
                  kind: Optional[str] = None) -> Tuple[str, str]:
     """(dataset kind, metric name) for ``metrics``; defaults the metric."""
-    kinds = detect_kind(metrics)
+    kinds = slice_kinds()
+    found = detect_kind(metrics)
     if kind is not None:
-        if kind not in kinds:
+        if kind not in found:
             raise ResultsError(
                 f'{path!r} has no '
-                f'{"KITTI" if kind == "kitti" else "nuScenes"} metrics; '
+                f'{kinds[kind].label if kind in kinds else kind} metrics; '
                 f'expected '
-                f'{KITTI_EXPECTED if kind == "kitti" else NUS_EXPECTED}')
-    elif not kinds:
+                f'{_expected([kind]) if kind in kinds else _expected()}')
+    elif not found:
         sample = sorted(metrics)[:5]
         raise ResultsError(
-            f'{path!r} has neither KITTI nor nuScenes metrics (keys: '
-            f'{sample}{" ..." if len(metrics) > 5 else ""}); expected '
-            f'{KITTI_EXPECTED} or {NUS_EXPECTED}')
-    elif len(kinds) == 1:
-        kind = next(iter(kinds))
+            f'{path!r} has neither ' + ' nor '.join(
+                c.label for c in kinds.values()) +
+            f' metrics (keys: {sample}{" ..." if len(metrics) > 5 else ""}'
+            f'); expected {_expected()}')
+    elif len(found) == 1:
+        kind = next(iter(found))
     elif metric is not None:
-        kind = 'kitti' if _KITTI_METRIC.match(metric) else 'nuscenes'
+        matching = [n for n in sorted(found)
+                    if kinds[n].matches_metric(metric)]
+        kind = matching[0] if matching else sorted(found)[0]
     else:
         raise ResultsError(
-            f'{path!r} holds both KITTI and nuScenes metrics; choose with '
-            f'--metric (e.g. {KITTI_DEFAULT_METRIC} or {NUS_DEFAULT_METRIC})')
+            f'{path!r} holds metrics of several dataset kinds '
+            f'{sorted(found)}; choose with --metric (e.g. ' + ' or '.join(
+                kinds[n].default_metric for n in sorted(found)) + ')')
+    cls = kinds[kind]
     if metric is None:
-        metric = KITTI_DEFAULT_METRIC if kind == 'kitti' else \
-            NUS_DEFAULT_METRIC
-    pattern = _KITTI_METRIC if kind == 'kitti' else _NUS_METRIC
-    if not pattern.match(metric):
-        raise ResultsError(
-            f'--metric {metric!r} is not a {kind} metric: expected ' + (
-                '<3D|BEV|2D>_AP<11|40>_<easy|moderate|hard>_<strict|loose>, '
-                f'e.g. {KITTI_DEFAULT_METRIC}' if kind == 'kitti' else
-                "'AP' (per-class AP, mean over the matching distances) or "
-                "'AP_dist_<d>' (e.g. AP_dist_2.0)"))
+        metric = cls.default_metric
+    if not cls.matches_metric(metric):
+        raise ResultsError(f'--metric {metric!r} is not a {kind} metric: '
+                           f'expected {cls.metric_help}')
     return kind, metric
-
-
-def _pick_group(path, groups, preferred, what):
-    if len(groups) == 1:
-        return next(iter(groups))
-    pref = [g for g in groups if g.endswith(preferred)]
-    if len(pref) == 1:
-        return pref[0]
-    raise ResultsError(
-        f'{path!r} holds {what} for several results {sorted(groups)}; '
-        f'expected one (or one ending in {preferred!r})')
-
-
-def _kitti_view(path, items, metric):
-    m = _KITTI_METRIC.match(metric)
-    want = f"{m['type']}_AP{m['n']}_{m['diff']}"
-    groups = OrderedDict()
-    for k, v in items:
-        km = _KITTI_KEY.match(k)
-        if km is None:
-            continue
-        g = groups.setdefault(km['group'], dict(classes=OrderedDict(),
-                                                summary=OrderedDict()))
-        if f"{km['type']}_AP{km['n']}_{km['diff']}" != want:
-            continue
-        if km['cls'] == 'Overall':
-            # KittiMetric's Overall keys (no suffix) are the strict ones
-            if (km['iou'] or 'strict') == m['iou']:
-                g['summary']['Overall'] = _number(path, k, v)
-        elif km['iou'] == m['iou']:
-            g['classes'][km['cls']] = _number(path, k, v)
-    if not groups:
-        return None
-    return groups[_pick_group(path, groups, 'pred_instances_3d',
-                              'KITTI metrics')]
-
-
-def _nus_view(path, items, metric):
-    m = _NUS_METRIC.match(metric)
-    groups = OrderedDict()
-    for k, v in items:
-        am = _NUS_AP_KEY.match(k)
-        sm = _NUS_SUMMARY_KEY.match(k)
-        if am is not None:
-            g = groups.setdefault(am['group'], dict(aps=OrderedDict(),
-                                                    summary=OrderedDict()))
-            g['aps'].setdefault(am['cls'], OrderedDict())[
-                float(am['d'])] = _number(path, k, v)
-        elif sm is not None:
-            g = groups.setdefault(sm['group'], dict(aps=OrderedDict(),
-                                                    summary=OrderedDict()))
-            g['summary'][sm['name']] = _number(path, k, v)
-    if not groups:
-        return None
-    name = _pick_group(path, groups, 'pred_instances_3d_NuScenes',
-                       'nuScenes metrics')
-    g = groups[name]
-    classes = OrderedDict()
-    for cls, by_d in g['aps'].items():
-        if m['d'] is None:
-            classes[cls] = sum(by_d.values()) / len(by_d)
-        else:
-            d = float(m['d'])
-            if d not in by_d:
-                raise ResultsError(
-                    f"{path!r}: no '{name}/{cls}_AP_dist_{m['d']}'; the "
-                    f'distances there are {sorted(by_d)}')
-            classes[cls] = by_d[d]
-    summary = OrderedDict((k, g['summary'][k]) for k in ('mAP', 'NDS')
-                          if k in g['summary'])
-    return dict(classes=classes, summary=summary,
-                distances={c: sorted(d) for c, d in g['aps'].items()})
 
 
 def metric_views(path: str, metrics: Dict, metric: Optional[str] = None,
@@ -268,6 +179,7 @@ def metric_views(path: str, metrics: Dict, metric: Optional[str] = None,
     without ground truth of that class) is absent, never 0.
     """
     kind, metric = resolve_kind(path, metrics, metric, kind)
+    cls = slice_kinds()[kind]
     by_view = OrderedDict()
     extra = OrderedDict()  # slice -> variant -> {name: value}
     for k, v in metrics.items():
@@ -279,8 +191,7 @@ def metric_views(path: str, metrics: Dict, metric: Optional[str] = None,
                 variant, OrderedDict())[inner] = v
     views = OrderedDict()
     for view, items in by_view.items():
-        parsed = (_kitti_view if kind == 'kitti' else _nus_view)(
-            path, items, metric)
+        parsed = cls.view(path, items, metric)
         if parsed is None:
             continue
         if view[1] == 'stock':
@@ -292,10 +203,9 @@ def metric_views(path: str, metrics: Dict, metric: Optional[str] = None,
         if parsed['classes'] or parsed['summary']:
             views[view] = parsed
     # ground-truth counts and small-cell flags of the metric's cells
-    diff = _KITTI_METRIC.match(metric)['diff'] if kind == 'kitti' else None
+    cell = cls.count_cell(metric)
     for (sl, variant), v in views.items():
         ex = extra.get(sl, {})
-        cell = (lambda c: f'{c}_{diff}') if diff else (lambda c: c)
         v['counts'] = OrderedDict(
             (c, ex['count'][cell(c)]) for c in v['classes']
             if cell(c) in (ex.get('count') or {}))
@@ -306,5 +216,5 @@ def metric_views(path: str, metrics: Dict, metric: Optional[str] = None,
     if ('all', 'stock') not in views:
         raise ResultsError(
             f"{path!r} has no whole-split '{metric}' values; expected "
-            f'{KITTI_EXPECTED if kind == "kitti" else NUS_EXPECTED}')
+            f'{_expected([kind])}')
     return dict(kind=kind, metric=metric, views=views)

@@ -16,32 +16,21 @@ samples, or without ground truth of a class, has no key for those values
 (missing, never 0); its counts say why.
 """
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
+from mmdet3d.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from mmdet3d.registry import METRICS
-
+from ..utils.errors import SliceError
 from .class_groups import build_class_groups
-from .kitti_slices import KittiSliceAdapter
-from .nuscenes_slices import NuScenesSliceAdapter
 from .slice_keys import WHOLE, format_metric_key
-from .slice_sources import SliceError, build_slice_source
+from .slice_kinds import kind_for_metric
+from .slice_sources import build_slice_source
 
 #: default small-slice threshold: fewer positive objects than this in a
 #: cell are flagged ('few' keys) and marked '*' in the log table
 MIN_GT = 10
-
-
-def _split_identities(metric) -> List[str]:
-    """Identities of the samples of the wrapped metric's ann_file."""
-    import mmengine
-
-    from ..utils.identity import sample_identity
-    data = mmengine.load(metric.ann_file,
-                         backend_args=getattr(metric, 'backend_args', None))
-    return [sample_identity(info) for info in data['data_list']]
 
 
 @METRICS.register_module()
@@ -49,8 +38,9 @@ class SliceMetric(BaseMetric):
     """Report a wrapped mmdet3d metric on the whole split and on slices.
 
     Args:
-        metric: config of the wrapped metric (KittiMetric, KittiCPUMetric,
-            NuScenesMetric, or subclasses).
+        metric: config of the wrapped metric: one a registered dataset
+            kind accepts (:data:`~.slice_kinds.SLICE_DATASETS`; shipped:
+            KittiMetric, KittiCPUMetric, NuScenesMetric, and subclasses).
         slices: slice source configs (``SliceFile``,
             ``SceneDescriptionSlices``, ``LikelihoodSlices`` or your own,
             see :data:`SLICE_SOURCES`). Slice names must be unique.
@@ -61,7 +51,10 @@ class SliceMetric(BaseMetric):
         groups: class-frequency groups (nuScenes): ``'lt3d'``,
             ``dict(type='counts', ann_file=..., many=..., few=...)`` or
             explicit ``dict(Many=[...], Medium=[...], Few=[...])``.
-        log_table: log a per-slice table after each evaluation.
+        log_table: log a per-slice table after each evaluation (the
+            runner's log line then holds the whole-split keys only when the
+            config sets ``log_processor = dict(type='SliceLogProcessor')``;
+            every key stays in the metrics JSON).
         prefix: key prefix; default the wrapped metric's.
         collect_device: default the wrapped metric's.
     """
@@ -71,39 +64,20 @@ class SliceMetric(BaseMetric):
                  groups=None, log_table: bool = True,
                  prefix: Optional[str] = None,
                  collect_device: Optional[str] = None) -> None:
-        from mmdet3d.evaluation.metrics import KittiMetric, NuScenesMetric
-
-        from .kitti_cpu_iou import KittiCPUMetric, numba_cuda_available
         if not isinstance(metric, dict) or 'type' not in metric:
             raise SliceError(f'SliceMetric: metric must be a metric config '
                              f'dict with a "type", got {metric!r}')
         self.metric = METRICS.build(metric)
         if isinstance(self.metric, SliceMetric):
             raise SliceError('SliceMetric cannot wrap another SliceMetric')
-        if type(self.metric) is KittiMetric and not numba_cuda_available():
-            raise SliceError(
-                "SliceMetric: KittiMetric needs numba CUDA for its rotated "
-                "IoU and this machine has none; use type='KittiCPUMetric' "
-                '(same arguments and values, CPU kernel where CUDA is '
-                'missing)')
         if not isinstance(min_gt, int) or min_gt < 1:
             raise SliceError(f'min_gt must be an int >= 1, got {min_gt!r}')
         if not isinstance(dense, bool):
             raise SliceError(f'dense must be True or False, got {dense!r}')
         self.class_groups = build_class_groups(groups)
-        if isinstance(self.metric, KittiMetric):
-            if self.class_groups is not None:
-                raise SliceError('class groups (groups=...) are for '
-                                 'nuScenes; KITTI reports per class')
-            self.adapter = KittiSliceAdapter(self.metric, dense, min_gt)
-        elif isinstance(self.metric, NuScenesMetric):
-            self.adapter = NuScenesSliceAdapter(self.metric, min_gt,
-                                                self.class_groups)
-        else:
-            raise SliceError(
-                f'SliceMetric supports KittiMetric (and '
-                f'{KittiCPUMetric.__name__}) and NuScenesMetric, and their '
-                f'subclasses, not {type(self.metric).__name__}')
+        self.adapter = kind_for_metric(self.metric)(
+            self.metric, min_gt=min_gt, dense=dense,
+            groups=self.class_groups)
         super().__init__(
             collect_device=collect_device or self.metric.collect_device,
             prefix=prefix or self.metric.prefix)
@@ -133,7 +107,7 @@ class SliceMetric(BaseMetric):
         refused), and the slices are logged with their sizes."""
         if not self.sources:
             return
-        ids = set(_split_identities(self.metric))
+        ids = set(self.adapter.split_identities())
         for src, names in self._source_names:
             covered = set().union(*(self.slices[n] for n in names))
             if not covered & ids:
@@ -183,13 +157,12 @@ class SliceMetric(BaseMetric):
                 units[name] = [i for i, s in enumerate(ids) if s in members]
             values = OrderedDict()
             for name, idx in units.items():
-                sel = idx if self.adapter.kind == 'kitti' else [
+                sel = idx if self.adapter.select_by == 'index' else [
                     ids[i] for i in idx]
                 values[name] = self.adapter.evaluate(
                     sel, stock=whole if name is None else None)
         finally:
-            if hasattr(self.adapter, 'cleanup'):
-                self.adapter.cleanup()
+            self.adapter.cleanup()
         for name, vals in values.items():
             for (variant, key), v in vals.items():
                 out[format_metric_key('', name, variant, key)] = v
@@ -199,42 +172,40 @@ class SliceMetric(BaseMetric):
 
     # ------------------------------------------------------------ logging
     def _log_table(self, values, whole):
+        print_log(self.format_table(values, whole), logger='current')
+
+    def format_table(self, values, whole) -> str:
+        """The per-slice table: one row per slice, one column per
+        (class, ...) of the kind, each cell the stock value (and the other
+        table variants, e.g. the dense AP40) with the positive count."""
         from terminaltables import AsciiTable
-        cols = self.adapter.table_columns()
-        dense = self.adapter.kind == 'kitti' and self.adapter.dense
-        header = ['slice', 'samples'] + [
-            f'{c} {"stock/dense" if dense else "AP"}' for c, _ in cols]
+        kind = self.adapter
+        variants = tuple(kind.table_variants)
+        header = ['slice', 'samples'] + [label for label, _, _ in
+                                         kind.table_columns()]
         rows = [header]
         for name, vals in values.items():
             row = [WHOLE if name is None else name,
                    str(int(vals[('count', 'num_samples')]))]
-            for cls, suffix in cols:
-                cnt = vals.get(('count', self.adapter.count_name(cls)), 0)
-                stock = [v for (var, k), v in vals.items()
-                         if var == 'stock' and k.endswith(suffix)]
-                if name is None:
-                    stock = [v for k, v in whole.items()
-                             if k.endswith(suffix)] if cnt else []
-                cell = f'{stock[0]:.1f}' if stock else 'missing'
-                if dense:
-                    dv = [v for (var, k), v in vals.items()
-                          if var == 'dense' and k.endswith(suffix)]
-                    cell += f' / {dv[0]:.1f}' if dv else ''
+            for _, suffix, count in kind.table_columns():
+                cnt = vals.get(('count', count), 0)
+                cells = []
+                for var in variants:
+                    if var == 'stock' and name is None:
+                        found = [v for k, v in whole.items()
+                                 if k.endswith(suffix)] if cnt else []
+                    else:
+                        found = [v for (vv, k), v in vals.items()
+                                 if vv == var and k.endswith(suffix)]
+                    cells.append(f'{found[0]:.1f}' if found else
+                                 'missing' if var == 'stock' else '')
+                cell = ' / '.join(c for c in cells if c)
                 star = '*' if cnt < self.min_gt else ''
                 row.append(f'{cell} (n={int(cnt)}){star}')
             rows.append(row)
-        what = ('3D AP40 moderate (strict IoU): stock / dense'
-                if self.adapter.kind == 'kitti' else
-                'nuScenes AP at 2 m (per class)')
-        msg = (f'SliceMetric ({what}; n = positive ground-truth objects, '
-               f'* = fewer than min_gt={self.min_gt}):\n' +
+        msg = (f'SliceMetric ({kind.table_title()}; n = positive '
+               f'ground-truth objects, * = fewer than min_gt={self.min_gt};'
+               ' every value is in the metrics JSON):\n' +
                AsciiTable(rows).table)
-        if self.adapter.kind == 'nuscenes' and self.class_groups:
-            groups = []
-            for name, vals in values.items():
-                g = ', '.join(f'{k[:-4]} {v:.3f}' for (var, k), v in
-                              vals.items() if var == 'group')
-                groups.append(f'  {WHOLE if name is None else name}: '
-                              f'{g or "missing"}')
-            msg += '\nclass-group mean AP:\n' + '\n'.join(groups)
-        print_log(msg, logger='current')
+        extra = kind.table_extra(values)
+        return msg + ('\n' + extra if extra else '')

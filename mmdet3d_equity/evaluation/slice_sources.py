@@ -34,8 +34,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 import numpy as np
 from mmengine.registry import Registry
 
-from .slice_keys import check_slice_name
 from ..utils.errors import SliceError  # noqa: F401
+from .slice_keys import check_slice_name
 
 SLICE_FILE_FORMAT = 'mmdet3d_equity.slices'
 SLICE_FILE_VERSION = 1

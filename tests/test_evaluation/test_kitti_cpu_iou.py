@@ -151,15 +151,16 @@ def test_cpu_metric_evaluates_and_leaves_sys_modules_as_it_was(
 
 
 def test_scope_provides_the_cpu_kernel_and_restores_on_error():
+    from mmdet3d.evaluation.functional.kitti_utils.eval import d3_box_overlap
+
     from mmdet3d_equity.evaluation import cpu_rotate_iou
     from mmdet3d_equity.evaluation.kitti_cpu_iou import ROTATE_IOU_MODULE
-    from mmdet3d.evaluation.functional.kitti_utils.eval import \
-        d3_box_overlap
     before = sys.modules.get(ROTATE_IOU_MODULE)
     with cpu_rotate_iou(force=True) as used:
         assert used
-        from mmdet3d.evaluation.functional.kitti_utils.rotate_iou import \
-            rotate_iou_gpu_eval
+        from mmdet3d.evaluation.functional.kitti_utils.rotate_iou import (
+            rotate_iou_gpu_eval,
+        )
         assert rotate_iou_gpu_eval is rotate_iou_cpu_eval
         # camera boxes (x, y, z, l, h, w, ry), axis-aligned: l along x,
         # w along z; shifted by 0.1 m in x and 0.05 m in z

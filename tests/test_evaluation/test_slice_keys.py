@@ -2,11 +2,14 @@
 untouched, clear errors for malformed keys."""
 import pytest
 
-from mmdet3d_equity.evaluation.slice_keys import (MetricKey, check_slice_name,
-                                                  format_metric_key,
-                                                  parse_metric_key,
-                                                  slice_metrics,
-                                                  whole_split_metrics)
+from mmdet3d_equity.evaluation.slice_keys import (
+    MetricKey,
+    check_slice_name,
+    format_metric_key,
+    parse_metric_key,
+    slice_metrics,
+    whole_split_metrics,
+)
 
 W = 'pred_instances_3d/KITTI/Car_3D_AP40_moderate_strict'
 

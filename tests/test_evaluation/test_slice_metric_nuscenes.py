@@ -7,9 +7,14 @@ import os.path as osp
 import mmengine
 import numpy as np
 import pytest
-
-from _slice_helpers import (NUS_CLASSES, build_val_dataset, gt_predictions,
-                            reduced_nuscenes_root, strip, subset_results)
+from _slice_helpers import (
+    NUS_CLASSES,
+    build_val_dataset,
+    gt_predictions,
+    reduced_nuscenes_root,
+    strip,
+    subset_results,
+)
 
 PREFIX = 'NuScenes metric'
 PRE = 'pred_instances_3d_NuScenes/'
@@ -109,8 +114,11 @@ def test_slices_equal_stock_metric_on_reduced_tables(tiny_nus_root,
 
 def test_class_groups_rules(tiny_nus_root, tmp_path):
     from mmdet3d_equity.evaluation.class_groups import (
-        build_class_groups, check_groups_cover, count_training_objects,
-        lt3d_groups)
+        build_class_groups,
+        check_groups_cover,
+        count_training_objects,
+        lt3d_groups,
+    )
     from mmdet3d_equity.evaluation.slice_sources import SliceError
     g = lt3d_groups()
     assert g['Many'][:5] == ['car', 'truck', 'adult', 'traffic_cone',
@@ -159,8 +167,9 @@ def test_the_whole_split_is_evaluated_once_without_groups(tiny_nus_root,
                                                           monkeypatch):
     """Without class groups, the whole split's values are the wrapped
     metric's: the devkit evaluation runs once for it, plus once per slice."""
-    import mmdet3d_equity  # noqa: F401
     from nuscenes.eval.detection.evaluate import DetectionEval
+
+    import mmdet3d_equity  # noqa: F401
     root = tiny_nus_root
     ds = build_val_dataset('nuscenes', root + '/')
     results = gt_predictions(ds, 'noisy', seed=2)

@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 
 from mmdet3d_equity.evaluation.slice_sources import (
-    LikelihoodSlices, SceneDescriptionSlices, SliceError, SliceFile,
-    build_slice_source, likelihood_bins,
-    read_slice_file, scene_description_slices, write_slice_file)
+    LikelihoodSlices,
+    SceneDescriptionSlices,
+    SliceError,
+    SliceFile,
+    build_slice_source,
+    likelihood_bins,
+    read_slice_file,
+    scene_description_slices,
+    write_slice_file,
+)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -179,8 +186,10 @@ def test_likelihood_bins():
 
 
 def _likelihood_file(path, split, ids, p):
-    from mmdet3d_equity.utils.likelihood_file import (build_record,
-                                                        save_likelihood_file)
+    from mmdet3d_equity.utils.likelihood_file import (
+        build_record,
+        save_likelihood_file,
+    )
     rec = build_record(ids, p, np.arange(len(ids)), np.ones(len(ids), int),
                        id_key='sample_idx',
                        dataset=dict(type='KittiDataset', split=split),

@@ -4,9 +4,16 @@ import pytest
 
 from mmdet3d_equity.scoring.cameras import combine_camera_scores
 from mmdet3d_equity.scoring.clustering import (
-    ScoringError, auto_n_clusters, cluster_embeddings, cluster_sizes,
-    knn_density_likelihood, noise_to_singletons, reduce_embeddings,
-    score_embeddings, size_likelihood)
+    ScoringError,
+    auto_n_clusters,
+    cluster_embeddings,
+    cluster_sizes,
+    knn_density_likelihood,
+    noise_to_singletons,
+    reduce_embeddings,
+    score_embeddings,
+    size_likelihood,
+)
 
 
 def blobs(sizes, dim=16, spread=0.05, seed=0):
@@ -129,9 +136,11 @@ def test_auto_clusters_rule():
 
 def test_bad_input_errors():
     x, _ = blobs([10, 10])
-    with pytest.raises(ScoringError, match="unknown clusterer type 'spectral'"):
+    with pytest.raises(ScoringError,
+                       match="unknown clusterer type 'spectral'"):
         score_embeddings(x, clusterer=dict(type='spectral'))
-    with pytest.raises(ScoringError, match=r"unknown parameter\(s\) \['epsilon'\]"):
+    with pytest.raises(ScoringError,
+                       match=r"unknown parameter\(s\) \['epsilon'\]"):
         score_embeddings(x, clusterer=dict(type='dbscan', epsilon=1.0))
     with pytest.raises(ScoringError, match='invalid parameter'):
         score_embeddings(x, clusterer=dict(type='dbscan', eps=-1.0))
