@@ -16,7 +16,6 @@ import argparse
 import sys
 
 
-
 def parse_args(argv=None):
     from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Score a val/test split against '
@@ -47,12 +46,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import mmdet3d_equity  # noqa: F401  (registers the plugin)
-    from mmdet3d_equity.evaluation.slice_sources import SliceError
-    from mmdet3d_equity.utils.fileio import OutputError
-    from mmdet3d_equity.scoring.clustering import ScoringError
-    from mmdet3d_equity.utils.likelihood_file import LikelihoodFileError
+    from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
     from mmdet3d_equity.scoring.split_scoring import score_other_split
+    from mmdet3d_equity.utils.config import load_config
     try:
+        # the config as every tool loads it (--cfg-options checked) first
+        load_config(args.config, args.cfg_options)
         score_other_split(
             args.config, args.scorer, args.out, split=args.split,
             device=args.device, batch_size=args.batch_size,
@@ -60,10 +59,8 @@ def main(argv=None):
             overwrite=args.overwrite, verify=not args.no_verify,
             slice_file=args.slice_file, eta=args.eta, gamma=args.gamma,
             cfg_options=args.cfg_options)
-    except (ScoringError, LikelihoodFileError, SliceError, OutputError,
-            FileExistsError) as e:
-        print(f'score_split: error: {e}', file=sys.stderr)
-        return 2
+    except TOOL_ERRORS as e:
+        return report_error('score_split', e)
     return 0
 
 

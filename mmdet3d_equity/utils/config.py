@@ -4,6 +4,7 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
+
 from .errors import ConfigError  # noqa: F401
 
 #: the installed package's folder (mmdet3d_equity/)
@@ -11,18 +12,30 @@ PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
-                runner_options: bool = False) -> Config:
-    """Load an MMEngine config like MMDetection3D's tools do.
+                runner_options: bool = True) -> Config:
+    """Load an MMEngine config like MMDetection3D's tools do: what every
+    tool of the package (train, test, compute_likelihoods, score_split,
+    semantic_scale, compare_arms) calls, so each reads a config and its
+    ``--cfg-options`` the same way.
 
     ``path`` is a file, or ``mmdet3d::<relative path>`` for a stock config
     shipped in the mmdet3d wheel. Raises :class:`ConfigError` naming the
-    problem when the file does not exist or does not parse, when
-    ``runner_options`` and a ``cfg_options`` key would not reach the Runner
-    (:func:`~mmdet3d_equity.utils.config_checks.check_runner_options`), or
-    when the model holds a loss that belongs elsewhere
+    problem when the file does not exist or does not parse, when a
+    ``cfg_options`` key would not change what runs: not a Runner setting
+    (:func:`~mmdet3d_equity.utils.config_checks.check_runner_options`; e.g.
+    ``data_root``, a variable of the file whose value was substituted when
+    it was parsed), or a setting another one overrides
+    (:func:`~mmdet3d_equity.utils.config_checks.check_overrides_take_effect`)
+    ; or when the model holds a loss that belongs elsewhere
     (:func:`~mmdet3d_equity.utils.config_checks.check_model_losses`).
+    ``runner_options=False`` skips the first two checks (for a config that
+    is not run, e.g. read for its values only).
     """
-    from .config_checks import check_model_losses, check_runner_options
+    from .config_checks import (
+        check_model_losses,
+        check_overrides_take_effect,
+        check_runner_options,
+    )
     if '::' not in path and not osp.isfile(path):
         raise ConfigError(
             f'config file not found: {path!r}. Give the path to an '
@@ -39,6 +52,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
         if runner_options:
             check_runner_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
+        if runner_options:
+            check_overrides_take_effect(cfg, cfg_options)
     check_model_losses(cfg)
     cfg.setdefault('default_scope', 'mmdet3d')
     return cfg

@@ -34,10 +34,10 @@ def _cfg(train_tool, config, *options):
 
 def test_eta_override_changes_the_weights_and_the_saved_config(train_tool,
                                                                tmp_path):
+    from mmdet3d.registry import HOOKS
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from mmdet3d.registry import HOOKS
     from mmdet3d_equity.engine.hooks import EquityHook
     p = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     default = HOOKS.build(_cfg(train_tool, EQ_CFG).custom_hooks[0])
@@ -77,13 +77,13 @@ def test_each_setting_has_one_key(train_tool):
 
 
 @pytest.mark.parametrize('config, option, message', [
-    (EQ_CFG, 'equity_eta=0.3',
-     "--cfg-options equity_eta=0.3: 'equity_eta' is neither a key of this "
+    (EQ_CFG, 'eta=0.3',
+     "--cfg-options eta=0.3: 'eta' is neither a key of this "
      "config nor a setting of MMEngine's Runner: it would be added to the "
      'saved config and ignored. This config sets eta once, at '
      'custom_hooks.0.loss.eta: override that key, e.g. --cfg-options '
      'custom_hooks.0.loss.eta=...'),
-    (GS_CFG, 'equity_gamma=2',
+    (GS_CFG, 'gamma=2',
      'This config sets gamma once, at custom_hooks.0.loss.gamma: override '
      'that key'),
     (RS_CFG, 'eta=0.3',
@@ -97,15 +97,35 @@ def test_each_setting_has_one_key(train_tool):
      "--cfg-options lr=0.1: 'lr' is a variable of the config file: MMEngine "
      'substituted its value where the file uses it when the file was '
      'parsed, so overriding it would change nothing that runs (while the '
-     'saved config showed the new value). Override the Runner setting that '
-     'uses it instead (e.g. optim_wrapper.optimizer.lr'),
+     'saved config showed the new value). Override the Runner keys that '
+     'hold its value instead: optim_wrapper.optimizer.lr'),
     (EQ_CFG, 'train_pipeline.0.load_dim=5',
      "'train_pipeline' is a variable of the config file"),
     (EQ_CFG, 'custom_hooks_typo=1',
      "'custom_hooks_typo' is neither a key of this config nor a setting"),
-    ('configs/tiny/pointpillars_tiny-kitti-3class.py', 'equity_eta=0.3',
+    # a name of no setting: the generic fix, no guessed key
+    (EQ_CFG, 'equity_eta=0.3',
+     "'equity_eta' is neither a key of this config nor a setting of "
+     "MMEngine's Runner: it would be added to the saved config and ignored."
+     ' Override the Runner setting that uses it instead'),
+    ('configs/tiny/pointpillars_tiny-kitti-3class.py', 'eta=0.3',
      'This config has no eta setting: DatasetEquity is configured by '
      "custom_hooks=[dict(type='EquityHook'"),
+    # a variable whose value the file substituted: the keys holding it
+    ('configs/tiny/pointpillars_tiny-kitti-3class.py', 'data_root=/other/',
+     "'data_root' is a variable of the config file: MMEngine substituted "
+     'its value where the file uses it when the file was parsed, so '
+     'overriding it would change nothing that runs (while the saved config '
+     'showed the new value). Override the Runner keys that hold its value '
+     'instead: train_dataloader.dataset.dataset.data_root, '),
+    # an override the SSB hook would ignore: its config sets warmup_iters
+    (SSB_CFG, 'custom_hooks.0.warmup_epochs=5',
+     '--cfg-options custom_hooks.0.warmup_epochs=5: custom_hooks.0 '
+     '(SemanticScaleBalanceHook) sets warmup_iters=4, which takes '
+     'precedence over warmup_epochs, so this override would change nothing '
+     'that runs. To use warmup_epochs, also pass --cfg-options '
+     'custom_hooks.0.warmup_iters=None; to change the run as configured, '
+     'override custom_hooks.0.warmup_iters.'),
 ])
 def test_overrides_that_would_not_run_are_refused(train_tool, config, option,
                                                   message, capsys):
@@ -119,6 +139,17 @@ def test_overrides_that_would_not_run_are_refused(train_tool, config, option,
         train_tool.main([config, '--cfg-options', option])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_warmup_epochs_override_changes_the_run_with_warmup_iters_none(
+        train_tool):
+    from mmdet3d.registry import HOOKS
+    cfg = _cfg(train_tool, SSB_CFG, 'custom_hooks.0.warmup_iters=None',
+               'custom_hooks.0.warmup_epochs=5')
+    hook = HOOKS.build(cfg.custom_hooks[0])
+    assert (hook.warmup_epochs, hook.warmup_iters) == (5, None)
+    configured = HOOKS.build(_cfg(train_tool, SSB_CFG).custom_hooks[0])
+    assert (configured.warmup_epochs, configured.warmup_iters) == (None, 4)
 
 
 def test_runner_settings_pass(train_tool):
@@ -145,14 +176,13 @@ def test_gfl_as_a_head_loss_in_a_config_is_refused(train_tool):
 def test_gfl_built_as_a_head_loss_says_where_it_belongs():
     """Heads that build their loss_cls (CenterHead, the mono heads) get a
     clear error from the loss itself, not an AttributeError inside."""
-    from mmdet3d.registry import MODELS
     from _model_cfgs import _center_head_cfg
+    from mmdet3d.registry import MODELS
     head = MODELS.build(_center_head_cfg(
         dict(type='GeneralizedFocalLoss', eta=1.0, gamma=5.0)))
     feats = [torch.randn(1, 16, 32, 32)]
-    from mmengine.structures import InstanceData
-
     from mmdet3d.structures import LiDARInstance3DBoxes
+    from mmengine.structures import InstanceData
     inst = InstanceData()
     inst.bboxes_3d = LiDARInstance3DBoxes(torch.tensor(
         [[1., 2., 0., 4., 2., 1.5, 0.3, 0., 0.]]), box_dim=9)
