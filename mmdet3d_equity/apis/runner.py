@@ -10,13 +10,19 @@ Every argument is checked before the Runner is built (config, checkpoint,
 ``launcher='pytorch'`` on a machine without CUDA the gloo group is started
 from the torchrun environment (see :mod:`.launch`).
 """
+import contextlib
 import logging
 import os.path as osp
 from typing import Optional
 
+from ..utils.config import (
+    ConfigError,
+    ensure_checkpoint,
+    load_config,
+    resolve_work_dir,
+)
+from ..utils.config_checks import config_build_error
 from ..utils.fileio import check_output_dir
-from ..utils.config import ConfigError, ensure_checkpoint, load_config, \
-    resolve_work_dir
 from ..utils.launch import prepare_runner_launch
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -119,15 +125,128 @@ def build_test_config(config: str, checkpoint: str, *,
     return cfg
 
 
-def build_runner(cfg):
+def _accelerator() -> Optional[str]:
+    """The accelerator AMP and KittiMetric's kernels could use, if any."""
+    import torch
+    if torch.cuda.is_available():
+        return 'cuda'
+    from mmengine.device import (
+        is_mlu_available,
+        is_musa_available,
+        is_npu_available,
+    )
+    for name, available in (('npu', is_npu_available),
+                            ('mlu', is_mlu_available),
+                            ('musa', is_musa_available)):
+        if available():
+            return name
+    return None
+
+
+def _evaluators(cfg, which):
+    """(key, metric config) of the ``which`` evaluator, SliceMetric's
+    wrapped metric included."""
+    ev = cfg.get(which)
+    if ev is None:
+        return []
+    if isinstance(ev, dict) and 'metrics' in ev and 'type' not in ev:
+        items = [(f'{which}.metrics.{i}', m)
+                 for i, m in enumerate(_as_list(ev.metrics))]
+    elif isinstance(ev, (list, tuple)):
+        items = [(f'{which}.{i}', m) for i, m in enumerate(ev)]
+    else:
+        items = [(which, ev)]
+    out = []
+    for key, m in items:
+        if not isinstance(m, dict):
+            continue
+        out.append((key, m))
+        if str(m.get('type', '')).split('.')[-1] == 'SliceMetric' and \
+                isinstance(m.get('metric'), dict):
+            out.append((f'{key}.metric', m['metric']))
+    return out
+
+
+def check_runtime(cfg, train: bool) -> None:
+    """Before the Runner is built: what the config needs of this machine.
+
+    * AMP (``AmpOptimWrapper``, ``--amp``) needs a GPU (MMEngine asserts it
+      deep inside the optimizer wrapper's constructor);
+    * mmdet3d's KittiMetric computes its rotated IoU with numba CUDA kernels
+      and fails only when it first evaluates (after a whole training epoch)
+      on a machine without CUDA: refused up front, naming KittiCPUMetric
+      (same arguments and values).
+    """
+    if train:
+        wrapper = str((cfg.get('optim_wrapper') or {}).get(
+            'type', 'OptimWrapper')).split('.')[-1]
+        if wrapper == 'AmpOptimWrapper' and _accelerator() is None:
+            raise ConfigError(
+                'AMP (--amp, optim_wrapper.type=AmpOptimWrapper) needs a GPU '
+                '(CUDA, NPU, MLU or MUSA) and this machine has none: drop '
+                "--amp, or set optim_wrapper.type='OptimWrapper'")
+    which = []
+    if train and cfg.get('val_dataloader') is not None and \
+            cfg.get('val_cfg') is not None:
+        which.append('val_evaluator')
+    if not train:
+        which.append('test_evaluator')
+    from ..evaluation.kitti_cpu_iou import numba_cuda_available
+    for w in which:
+        for key, metric in _evaluators(cfg, w):
+            if str(metric.get('type', '')).split('.')[-1] != 'KittiMetric':
+                continue
+            if numba_cuda_available():
+                return
+            raise ConfigError(
+                f"{key} is mmdet3d's KittiMetric, which computes its "
+                'rotated IoU with numba CUDA kernels, and this machine has '
+                'no CUDA: it would fail when it first evaluates (after '
+                f"training an epoch). Use {key}.type='KittiCPUMetric' (the "
+                'same arguments and values; registered by mmdet3d_equity, '
+                "custom_imports=dict(imports=['mmdet3d_equity'])), e.g. "
+                f'--cfg-options {key}.type=KittiCPUMetric')
+
+
+@contextlib.contextmanager
+def config_build_errors(cfg):
+    """Within the block, an error raised by building a config dict before
+    any code of the built class ran (a misspelt argument, an unregistered
+    type) becomes a :class:`ConfigError` naming the key; anything else
+    propagates unchanged."""
+    try:
+        yield
+    except (TypeError, KeyError) as e:
+        err = config_build_error(e, cfg)
+        if err is None:
+            raise
+        raise err from e
+
+
+def build_runner(cfg, train: bool = True):
     """The Runner of a train/test config: the work directory is checked
-    first (created, writable), torchrun on CPU gets its gloo group."""
+    first (created, writable), then what the config needs of this machine
+    (:func:`check_runtime`, for training or, ``train=False``, testing);
+    torchrun on CPU gets its gloo group. Errors of building config dicts
+    are :class:`ConfigError` naming the key."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     import mmdet3d_equity  # noqa: F401  (registers the plugin)
     check_output_dir(cfg.work_dir, 'work')
+    check_runtime(cfg, train)
     prepare_runner_launch(cfg)
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    with config_build_errors(cfg):
+        if 'runner_type' in cfg:
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)
+
+
+def run(cfg, train: bool):
+    """Build the Runner of ``cfg`` and train (or test) with it; the errors
+    of building config dicts, also those raised when training starts (the
+    dataloaders, loops and evaluators are built then), are
+    :class:`ConfigError` naming the key."""
+    runner = build_runner(cfg, train)
+    with config_build_errors(cfg):
+        return runner.train() if train else runner.test()

@@ -11,7 +11,6 @@ Several processes or GPUs: ``bash tools/dist_train.sh CONFIG GPUS
 import argparse
 import sys
 
-
 from mmdet3d_equity.utils.config import parse_runner_args
 
 
@@ -47,12 +46,11 @@ def build_cfg(args):
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
-    from mmdet3d_equity.apis.runner import build_runner
+    from mmdet3d_equity.apis.runner import run
     try:
-        runner = build_runner(build_cfg(args))
+        run(build_cfg(args), train=True)
     except TOOL_ERRORS as e:
         sys.exit(report_error('train.py', e))
-    runner.train()
 
 
 if __name__ == '__main__':
