@@ -7,7 +7,8 @@
    its likelihood file there), its sampler, model, custom hooks, test
    dataset and test evaluator build; existing runs in the work dir were
    made with the same definitions; results arms have every seed; the output
-   directory is writable. All problems are reported together.
+   directory is writable; the metric (``--metric``) names an AP of every
+   arm's test evaluator. All problems of all arms are reported together.
 2. **runs**: each (arm, seed) without a finished run is trained and tested
    (see :mod:`.runs`); finished runs are reused.
 3. **analysis**: per metric view (slice x AP variant) and row (class or
@@ -21,10 +22,17 @@ import traceback
 from collections import OrderedDict
 from typing import Dict, List
 
+from ..evaluation.results import (
+    ResultsError,
+    load_metrics,
+    metric_views,
+    resolve_kind,
+)
+from ..utils.config_checks import config_build_error
+from ..utils.errors import EquityError
 from ..utils.fileio import check_output_dir
-from ..evaluation.results import load_metrics, metric_views
 from .diagnostics import seconds_per_iter, weight_diagnostics
-from .runs import Run, execute, job_env, plan_runs
+from .runs import Run, execute, job_env, plan_runs, run_inputs
 from .spec import Arm, Spec, SpecError, applied_env, merged_options
 from .stats import paired_difference, spread
 
@@ -43,13 +51,19 @@ def load_arm_config(spec: Spec, arm: Arm):
         raise SpecError(f'arm {arm.name!r}: {e}') from e
 
 
-def check_config_arm(spec: Spec, arm: Arm) -> None:
+def check_config_arm(spec: Spec, arm: Arm):
     """Build what training and testing ``arm`` would build, without
-    training: raises with the arm's name and the problem."""
+    training: raises with the arm's name and the problem. Returns the
+    arm's loaded config."""
+    from mmdet3d.registry import (
+        DATA_SAMPLERS,
+        DATASETS,
+        HOOKS,
+        METRICS,
+        MODELS,
+    )
     from mmengine.registry import DefaultScope, init_default_scope
     from mmengine.utils import import_modules_from_strings
-    from mmdet3d.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS,
-                                  MODELS)
     cfg = load_arm_config(spec, arm)
     step = 'importing custom_imports'
     try:
@@ -81,9 +95,72 @@ def check_config_arm(spec: Spec, arm: Arm) -> None:
             step = f'building the test evaluator ({e.get("type")})'
             METRICS.build(copy.deepcopy(e))
     except Exception as e:  # report which arm and step, then the cause
+        cause = config_build_error(e, cfg) or e
+        what = ('' if cause is not e or isinstance(e, EquityError) else
+                f'{type(e).__name__}: ')
         raise SpecError(
             f'arm {arm.name!r} ({arm.config}): {step} failed: '
-            f'{type(e).__name__}: {e}') from e
+            f'{what}{cause}') from e
+    check_metric_name(spec, arm, cfg)
+    return cfg
+
+
+#: what kind of metrics a test evaluator type writes
+_METRIC_KINDS = dict(KittiMetric='kitti', KittiCPUMetric='kitti',
+                     NuScenesMetric='nuscenes')
+#: one key of each kind, to check a metric name against that kind
+_SAMPLE_KEYS = dict(
+    kitti='Kitti metric/pred_instances_3d/KITTI/Car_3D_AP40_moderate_strict',
+    nuscenes='NuScenes metric/pred_instances_3d_NuScenes/car_AP_dist_2.0')
+
+
+def evaluator_kinds(cfg) -> set:
+    """The metric kinds ('kitti', 'nuscenes') the test evaluator writes
+    (SliceMetric: its wrapped metric's)."""
+    evs = cfg.get('test_evaluator')
+    evs = list(evs) if isinstance(evs, (list, tuple)) else [evs]
+    kinds = set()
+    while evs:
+        e = evs.pop()
+        if not isinstance(e, dict):
+            continue
+        name = str(e.get('type', '')).split('.')[-1]
+        if name in _METRIC_KINDS:
+            kinds.add(_METRIC_KINDS[name])
+        elif isinstance(e.get('metric'), dict):
+            evs.append(e['metric'])
+    return kinds
+
+
+def check_metric_name(spec: Spec, arm: Arm, cfg) -> None:
+    """``spec.metric`` names an AP of what the arm's test evaluator writes
+    (checked before training: a misspelt metric would fail only after every
+    run)."""
+    if not spec.metric:
+        return
+    for kind in sorted(evaluator_kinds(cfg)):
+        try:
+            resolve_kind(f'arm {arm.name}', {_SAMPLE_KEYS[kind]: 0.0},
+                         spec.metric, kind)
+        except ResultsError as e:
+            raise SpecError(f'arm {arm.name!r} ({arm.config}): {e}') from e
+
+
+def check_results_arm(spec: Spec, arm: Arm) -> None:
+    """The metric is in the first available seed's results of ``arm``."""
+    for seed in spec.seeds or []:
+        run = Run(spec, arm, seed, '')
+        try:
+            path, metrics = load_metrics(run.metrics_file())
+        except SpecError:
+            continue  # a missing seed is reported by plan_runs
+        except ResultsError as e:
+            raise SpecError(f'arm {arm.name!r}: {e}') from e
+        try:
+            metric_views(path, metrics, spec.metric)
+        except ResultsError as e:
+            raise SpecError(f'arm {arm.name!r}: {e}') from e
+        return
 
 
 def preflight(spec: Spec, work_dir: str, out_dir: str,
@@ -95,20 +172,20 @@ def preflight(spec: Spec, work_dir: str, out_dir: str,
             check_output_dir(where, what)
         except OSError as e:
             problems.append(str(e))
-    runs = []
+    runs, inputs = [], {}
     with applied_env(spec.env):
         for arm in spec.all_arms:
-            if arm.kind != 'config':
-                continue
-            _log(f'preflight: arm {arm.name} ({arm.config})')
             try:
-                check_config_arm(spec, arm)
+                if arm.kind != 'config':
+                    check_results_arm(spec, arm)
+                    continue
+                _log(f'preflight: arm {arm.name} ({arm.config})')
+                cfg = check_config_arm(spec, arm)
+                inputs[arm.name] = run_inputs(cfg, arm.config)
             except SpecError as e:
                 problems.append(str(e))
-        try:
-            runs = plan_runs(spec, work_dir, rerun)
-        except SpecError as e:
-            problems.append(str(e))
+        runs, found = plan_runs(spec, work_dir, rerun, inputs)
+        problems.extend(found)
     if problems:
         raise SpecError('preflight found problems; nothing was trained:\n - '
                         + '\n - '.join(problems))
@@ -161,9 +238,9 @@ def analyse(spec: Spec, collected: Dict) -> Dict:
             values={a: {str(s): x for s, x in v.items()}
                     for a, v in per_arm.items()},
             spread={a: spread(v) for a, v in per_arm.items()},
-            diff={a.name: paired_difference(per_arm[base],
-                                            per_arm[a.name],
-                                            spec.confidence)
+            diff={a.name: paired_difference(
+                per_arm[base], per_arm[a.name], spec.confidence,
+                (first.get('counts') or {}).get(row))
                   for a in spec.arms})
         rows.append(entry)
     return rows

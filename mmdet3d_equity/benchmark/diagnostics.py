@@ -87,6 +87,7 @@ def equity_settings(cfg) -> Optional[Dict]:
 def weight_diagnostics(cfg, train_slices: Optional[str]) -> Optional[Dict]:
     """Kish ESS and slice weight shares of an arm's training weights."""
     from mmdet3d_equity.models.losses.equity_weight import equity_weight
+
     from ..utils.likelihood_file import load_likelihood_file
     s = equity_settings(cfg)
     if s is None or s['eta'] is None:

@@ -26,8 +26,11 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List
 
-from ..utils.fileio import (OutputExistsError, atomic_write_json,
-                       atomic_write_text)
+from ..utils.fileio import (
+    OutputExistsError,
+    atomic_write_json,
+    atomic_write_text,
+)
 from .stats import fmt
 
 REPORT_FILES = ('report.md', 'summary.csv', 'runs.csv', 'benchmark.json')
@@ -74,7 +77,7 @@ def _count(row: Dict) -> str:
 
 
 def _delta(d: Dict, digits: int) -> str:
-    if not d or d.get('mean') is None:
+    if not d or d.get('mean') is None or d.get('verdict') == 'missing':
         return 'missing'
     if d.get('ci_low') is None:
         return f"{d['mean']:+.{digits}f} ({d['verdict']})"
@@ -229,8 +232,7 @@ def write_report(analysis: Dict, out_dir: str, overwrite: bool = False,
     check_report_free(out_dir, overwrite)
     files = OrderedDict()
     if plots:
-        from mmdet3d_equity.visualization.benchmark_plots import \
-            plot_benchmark
+        from mmdet3d_equity.visualization.benchmark_plots import plot_benchmark
         files.update(plot_benchmark(analysis, out_dir))
     for name, text in (('summary.csv', summary_csv(analysis)),
                        ('runs.csv', runs_csv(analysis)),

@@ -7,7 +7,8 @@ differences d_s = arm_s - baseline_s are summarised by their mean and a
 two-sided Student-t interval (``scipy.stats``) at ``confidence``. The verdict
 is 'better' when the whole interval is above 0, 'worse' when it is below 0,
 and 'within noise' otherwise; with fewer than two seeds there is no interval
-and the verdict says so.
+and the verdict says so. A row without ground truth (count 0: an AP of 0
+on every seed is no measurement) is 'missing', whatever its interval.
 """
 import math
 from typing import Dict, Mapping, Optional
@@ -15,6 +16,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 BETTER, WORSE, NOISE = 'better', 'worse', 'within noise'
+MISSING = 'missing'
 TOO_FEW = 'n/a (needs >= 2 seeds)'
 
 
@@ -30,12 +32,14 @@ def spread(values: Mapping[int, float]) -> Dict:
 
 def paired_difference(baseline: Mapping[int, float],
                       arm: Mapping[int, float],
-                      confidence: float = 0.95) -> Dict:
+                      confidence: float = 0.95,
+                      count: Optional[int] = None) -> Dict:
     """Paired comparison over the seeds both have.
 
     Returns n, the seeds used, mean and std of the differences, the interval
     (ci_low, ci_high; None for n < 2), the two-sided p value of a paired
-    t-test (None for n < 2 or zero spread) and the verdict.
+    t-test (None for n < 2 or zero spread) and the verdict; ``count``: the
+    row's ground-truth count, 0 makes the verdict :data:`MISSING`.
     """
     from scipy import stats
     if not 0 < confidence < 1:
@@ -48,7 +52,7 @@ def paired_difference(baseline: Mapping[int, float],
                std=float(d.std(ddof=1)) if n > 1 else None,
                ci_low=None, ci_high=None, p_value=None, verdict=TOO_FEW)
     if n < 2:
-        return out
+        return _no_ground_truth(out, count)
     if out['std'] == 0.0:
         # every seed moved by exactly the same amount: no spread to test
         out['ci_low'] = out['ci_high'] = out['mean']
@@ -58,6 +62,12 @@ def paired_difference(baseline: Mapping[int, float],
         out['ci_low'], out['ci_high'] = float(ci.low), float(ci.high)
         out['p_value'] = float(res.pvalue)
     out['verdict'] = verdict(out['ci_low'], out['ci_high'])
+    return _no_ground_truth(out, count)
+
+
+def _no_ground_truth(out: Dict, count: Optional[int]) -> Dict:
+    if count == 0:
+        out['verdict'] = MISSING
     return out
 
 

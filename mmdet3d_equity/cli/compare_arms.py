@@ -20,7 +20,6 @@ import argparse
 import os.path as osp
 import sys
 
-
 from mmengine.config import DictAction
 
 
@@ -72,8 +71,11 @@ def parse_args(argv=None):
 
 
 def build_spec(args):
-    from mmdet3d_equity.benchmark import (load_spec_file,
-                                                     make_arm, parse_arm_arg)
+    from mmdet3d_equity.benchmark import (
+        load_spec_file,
+        make_arm,
+        parse_arm_arg,
+    )
     from mmdet3d_equity.benchmark.spec import Spec, validate_spec
     if args.spec:
         spec = load_spec_file(args.spec)
@@ -94,8 +96,8 @@ def build_spec(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
     from mmdet3d_equity.benchmark import run_benchmark
-    from mmdet3d_equity.evaluation.results import ResultsError
     try:
         spec = build_spec(args)
         work_dir = args.work_dir or spec.work_dir or osp.join(
@@ -104,8 +106,8 @@ def main(argv=None):
         result = run_benchmark(spec, work_dir, out_dir, jobs=args.jobs,
                                rerun=args.rerun, overwrite=args.overwrite,
                                plots=not args.no_plots)
-    except (ResultsError, OSError) as e:
-        sys.exit(f'compare_arms.py: error: {e}')
+    except TOOL_ERRORS as e:
+        sys.exit(report_error('compare_arms.py', e))
     print(open(result['files']['report.md']).read())
     print('[benchmark] wrote ' + ', '.join(result['files'].values()))
     return result

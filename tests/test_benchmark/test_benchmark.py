@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 
 from mmdet3d_equity.benchmark import stats
-from mmdet3d_equity.evaluation.results import (ResultsError, load_metrics,
-                                               metric_views)
+from mmdet3d_equity.evaluation.results import (
+    ResultsError,
+    load_metrics,
+    metric_views,
+)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KITTI_CFG = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
 from mmdet3d_equity.cli import compare_arms as bm_tool  # noqa: E402
-
 
 KITTI_CLASSES = ['Pedestrian', 'Cyclist', 'Car', 'Person_sitting']
 NUS_CLASSES = ['car', 'truck', 'bus', 'pedestrian', 'traffic_cone']
@@ -83,6 +85,18 @@ def write_run(work_dir, ts, metrics):
     with open(path, 'w') as f:
         json.dump(metrics, f)
     return path
+
+
+def tool_error(capsys, argv):
+    """Run tools/compare_arms.py's main; it must exit with status 2 and one
+    line ``compare_arms.py: error: ...``; return that message."""
+    with pytest.raises(SystemExit) as exc:
+        bm_tool.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('compare_arms.py: error: ') and \
+        'Traceback' not in err, err
+    return err
 
 
 # --------------------------------------------------------------------------
@@ -300,27 +314,25 @@ def test_benchmark_of_existing_results_writes_tables_plots_verdicts(
     data = json.loads((out / 'benchmark.json').read_text())
     assert data['rows'][0]['diff']['up']['n'] == 2
     # the report is not overwritten without --overwrite
-    with pytest.raises(SystemExit) as exc:
-        bm_tool.main(['--baseline', osp.join(root, 'base'), '--arm',
-                      f"up={osp.join(root, 'up')}", '--out-dir', str(out)])
-    assert 'already exist' in str(exc.value.code)
-    assert '--overwrite' in str(exc.value.code)
+    msg = tool_error(capsys, [
+        '--baseline', osp.join(root, 'base'), '--arm',
+        f"up={osp.join(root, 'up')}", '--out-dir', str(out)])
+    assert 'already exist' in msg and '--overwrite' in msg
 
 
-def test_results_arm_missing_a_seed_is_named(tmp_path):
+def test_results_arm_missing_a_seed_is_named(tmp_path, capsys):
     rng = np.random.default_rng(0)
     root = str(tmp_path)
     _results_arm(root, 'base', [0, 1], 0.0, rng)
     _results_arm(root, 'up', [0], 1.0, rng)
-    with pytest.raises(SystemExit) as exc:
-        bm_tool.main(['--baseline', osp.join(root, 'base'), '--arm',
-                      f"up={osp.join(root, 'up')}", '--seeds', '0', '1',
-                      '--out-dir', str(tmp_path / 'o')])
-    msg = str(exc.value.code)
+    msg = tool_error(capsys, [
+        '--baseline', osp.join(root, 'base'), '--arm',
+        f"up={osp.join(root, 'up')}", '--seeds', '0', '1', '--out-dir',
+        str(tmp_path / 'o')])
     assert 'up/seed1' in msg and 'no metrics JSON for seed 1' in msg
 
 
-def test_cli_refuses_bad_arguments(tmp_path):
+def test_cli_refuses_bad_arguments(tmp_path, capsys):
     for argv, text in (
             ([], 'give --spec FILE, or --baseline'),
             (['--baseline', 'x'], 'at least one --arm'),
@@ -328,16 +340,14 @@ def test_cli_refuses_bad_arguments(tmp_path):
              'not both')):
         with pytest.raises(SystemExit):
             bm_tool.parse_args(argv)
-    with pytest.raises(SystemExit) as exc:
-        bm_tool.main(['--baseline', KITTI_CFG, '--arm', 'bad name=x.py'])
-    assert 'not usable as a folder name' in str(exc.value.code)
-    with pytest.raises(SystemExit) as exc:
-        bm_tool.main(['--baseline', KITTI_CFG, '--arm', f'a={KITTI_CFG}'])
-    assert 'config arms need --seeds' in str(exc.value.code)
-    with pytest.raises(SystemExit) as exc:
-        bm_tool.main(['--baseline', KITTI_CFG, '--arm', 'a=nothing_here',
-                      '--seeds', '0'])
-    assert "neither a config file" in str(exc.value.code)
+    capsys.readouterr()
+    assert 'not usable as a folder name' in tool_error(
+        capsys, ['--baseline', KITTI_CFG, '--arm', 'bad name=x.py'])
+    assert 'config arms need --seeds' in tool_error(
+        capsys, ['--baseline', KITTI_CFG, '--arm', f'a={KITTI_CFG}'])
+    assert 'neither a config file' in tool_error(
+        capsys, ['--baseline', KITTI_CFG, '--arm', 'a=nothing_here',
+                 '--seeds', '0'])
 
 
 # --------------------------------------------------------------------------
@@ -347,11 +357,12 @@ FAST = {'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 100}
 FEW = {'train_dataloader.dataset.dataset.indices': 4}  # plain tiny config
 
 
-def _spec_file(tmp_path, root, arms, name='spec.py'):
+def _spec_file(tmp_path, root, arms, name='spec.py',
+               metric='3D_AP40_moderate_loose'):
     p = tmp_path / name
     p.write_text(
         f"env = dict(EQUITY_TINY_KITTI={root!r})\n"
-        f"seeds = [0, 1]\nmetric = '3D_AP40_moderate_loose'\n"
+        f"seeds = [0, 1]\nmetric = {metric!r}\n"
         f"cfg_options = {FAST!r}\n"
         f"baseline = dict(name='baseline', config={KITTI_CFG!r}, "
         f"cfg_options={FEW!r})\n"
@@ -360,7 +371,7 @@ def _spec_file(tmp_path, root, arms, name='spec.py'):
 
 
 def test_broken_third_arm_is_refused_before_any_training(
-        tiny_kitti_root, tmp_path):
+        tiny_kitti_root, tmp_path, capsys):
     eq = 'configs/tiny/pointpillars_tiny-kitti-3class_equity.py'
     spec = _spec_file(tmp_path, tiny_kitti_root, [
         dict(name='same', config=KITTI_CFG, cfg_options=FEW),
@@ -368,13 +379,37 @@ def test_broken_third_arm_is_refused_before_any_training(
             'train_dataloader.dataset.likelihood_file':
             str(tmp_path / 'missing_likelihoods.npz')})])
     work = tmp_path / 'wd'
-    with pytest.raises(SystemExit) as exc:
-        bm_tool.main(['--spec', spec, '--work-dir', str(work)])
-    msg = str(exc.value.code)
+    msg = tool_error(capsys, ['--spec', spec, '--work-dir', str(work)])
     assert 'preflight found problems; nothing was trained' in msg
     assert "arm 'equity'" in msg and 'building the train dataset' in msg
     assert 'missing_likelihoods.npz' in msg
     assert "arm 'same'" not in msg
+    assert not osp.exists(work / 'baseline')
+
+
+def test_preflight_reports_every_problem_of_every_arm_and_the_metric(
+        tiny_kitti_root, tmp_path, capsys):
+    """A misspelt metric used to fail after every training; a broken arm
+    hid the next one's problem. Both arms' problems and the metric's come
+    in one refusal, before anything trains."""
+    spec = _spec_file(tmp_path, tiny_kitti_root, [
+        dict(name='typo', config=KITTI_CFG,
+             cfg_options={'custom_hooks_typo': 1}),
+        dict(name='loss', config=KITTI_CFG,
+             cfg_options={'model.type': 'VoxelNett'})],
+        metric='3D_AP40_moderat_loose')
+    work = tmp_path / 'wd'
+    msg = tool_error(capsys, ['--spec', spec, '--work-dir', str(work)])
+    lines = msg.splitlines()
+    assert lines[0].endswith('preflight found problems; nothing was '
+                             'trained:')
+    problems = [x for x in lines if x.startswith(' - ')]
+    assert any("arm 'baseline'" in x and "--metric '3D_AP40_moderat_loose'"
+               " is not a kitti metric" in x for x in problems), problems
+    assert any("arm 'typo'" in x and "'custom_hooks_typo' is neither a key"
+               in x for x in problems), problems
+    assert any("arm 'loss'" in x and "type='VoxelNett' (model) is not "
+               'registered' in x for x in problems), problems
     assert not osp.exists(work / 'baseline')
 
 
@@ -384,16 +419,15 @@ def test_an_override_that_would_not_reach_the_runner_is_refused_up_front(
     benchmark's preflight (which loads every arm's config first) makes the
     same check before anything trains."""
     from mmdet3d_equity.benchmark.core import load_arm_config
-    from mmdet3d_equity.benchmark.spec import (Arm, Spec,
-                                                          SpecError)
+    from mmdet3d_equity.benchmark.spec import Arm, Spec, SpecError
     eq = 'configs/tiny/pointpillars_tiny-kitti-3class_equity.py'
-    arm = Arm('eta', config=eq, cfg_options={'equity_eta': 0.3})
+    arm = Arm('eta', config=eq, cfg_options={'eta': 0.3})
     spec = Spec(baseline=Arm('baseline', config=KITTI_CFG), arms=[arm])
     with pytest.raises(SpecError) as exc:
         load_arm_config(spec, arm)
     msg = str(exc.value)
     assert msg.startswith("arm 'eta': ")
-    assert "'equity_eta' is neither a key of this config nor a setting of " \
+    assert "'eta' is neither a key of this config nor a setting of " \
         "MMEngine's Runner" in msg
     assert '--cfg-options custom_hooks.0.loss.eta=...' in msg
     # the config's own key is accepted
@@ -434,9 +468,9 @@ def test_train_benchmark_resumes_and_refuses_changed_runs(tiny_kitti_root,
                            spec2, '--work-dir', str(work), '--seeds', '0',
                            '--overwrite'],
                           cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert 'holds a run made with another definition' in proc.stderr
-    assert 'differs in cfg_options' in proc.stderr and '--rerun' in \
+    assert 'cfg_options {' in proc.stderr and '--rerun' in \
         proc.stderr
 
 
@@ -444,9 +478,13 @@ def test_weight_diagnostics_of_an_equity_config(tmp_path):
     from mmengine.config import Config
 
     from mmdet3d_equity.benchmark.diagnostics import (
-        equity_settings, weight_diagnostics)
-    from mmdet3d_equity.utils.likelihood_file import (build_record,
-                                                        save_likelihood_file)
+        equity_settings,
+        weight_diagnostics,
+    )
+    from mmdet3d_equity.utils.likelihood_file import (
+        build_record,
+        save_likelihood_file,
+    )
     ids = [str(i) for i in range(6)]
     p = np.array([1.0, 1.0, 1.0, 0.5, 0.1, 0.1])
     rec = build_record(ids, p, [0, 0, 0, 1, 2, 2], [3, 3, 3, 1, 2, 2],
@@ -480,8 +518,7 @@ def test_weight_diagnostics_of_an_equity_config(tmp_path):
 
 
 def test_config_digest_covers_the_base_chain(tmp_path):
-    from mmdet3d_equity.benchmark.runs import (config_digest,
-                                                          config_files)
+    from mmdet3d_equity.benchmark.runs import config_digest, config_files
     (tmp_path / 'base').mkdir()
     base = tmp_path / 'base' / 'b.py'
     base.write_text('lr = 0.1\n')
