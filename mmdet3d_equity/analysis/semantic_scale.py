@@ -26,9 +26,13 @@ import os.path as osp
 import sys
 from typing import Dict, Optional
 
-from ..utils.fileio import OutputExistsError, atomic_write_json, check_output_dir
 from ..utils.config import ensure_checkpoint, load_config
 from ..utils.errors import SemanticScaleError  # noqa: F401
+from ..utils.fileio import (
+    OutputExistsError,
+    atomic_write_json,
+    check_output_dir,
+)
 
 #: random augmentations dropped from the train pipeline for measurement
 RANDOM_TRANSFORMS = frozenset({
@@ -142,20 +146,32 @@ def measure_semantic_scale(config: str, checkpoint: str,
                      curve_repeats)
     import numpy as np
     import torch
+    from mmdet3d.registry import DATASETS
     from mmengine.dataset import pseudo_collate
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     from mmengine.utils import ProgressBar
 
     import mmdet3d_equity  # noqa: F401  (registers the plugin)
-    from mmdet3d.registry import DATASETS
-    from ..semantic_scale.features import (HeadInputCapture,
-                                           ObjectFeatureSampler)
-    from ..semantic_scale.measures import (class_scales, imbalance_summary,
-                                           marginal_effect_curve)
-    from .semantic_scale_report import load_per_class_ap, pearson
-    from ..visualization.semantic_scale_plots import (plot_count_vs_scale,
-                                                      plot_marginal_effect)
+
+    from ..semantic_scale.features import (
+        HeadInputCapture,
+        ObjectFeatureSampler,
+    )
+    from ..semantic_scale.measures import (
+        class_scales,
+        imbalance_summary,
+        marginal_effect_curve,
+    )
+    from ..visualization.semantic_scale_plots import (
+        plot_count_vs_scale,
+        plot_marginal_effect,
+    )
+    from .semantic_scale_report import (
+        load_per_class_ap,
+        pearson,
+        pearson_undefined,
+    )
 
     logger = logger or MMLogger.get_instance('semantic_scale')
     cfg = load_config(config, cfg_options)
@@ -254,11 +270,20 @@ def measure_semantic_scale(config: str, checkpoint: str,
         classes=classes, imbalance=summary, marginal_effect=curves)
     if ap is not None:
         a = [ap[name] for name in class_names]
-        report['evaluation'] = dict(
-            file=eval_results, per_class_ap=ap,
-            pearson_ap_vs_count=pearson(a, res['count']),
-            pearson_ap_vs_scale_prime=pearson(a, res['scale_prime']),
-            pearson_ap_vs_scale=pearson(a, res['scale']))
+        report['evaluation'] = dict(file=eval_results, per_class_ap=ap)
+        undefined = {}
+        for key, what, values in (('count', 'count', res['count']),
+                                  ('scale_prime', "S'", res['scale_prime']),
+                                  ('scale', 'S', res['scale'])):
+            report['evaluation'][f'pearson_ap_vs_{key}'] = pearson(
+                a, values)
+            why = pearson_undefined(a, values, 'per-class AP', what)
+            if why is not None:
+                undefined[f'pearson_ap_vs_{key}'] = why
+                logger.warning(f'semantic_scale: the correlation of AP with '
+                               f'{what} is undefined (null): {why}')
+        if undefined:
+            report['evaluation']['undefined'] = undefined
     plot_count_vs_scale(class_names, res['count'], res['scale_prime'],
                         res['scale'], paths['count_vs_scale'],
                         overwrite=overwrite)

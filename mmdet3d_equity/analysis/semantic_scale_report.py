@@ -6,6 +6,7 @@ import re
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+
 from ..utils.errors import EvalResultError  # noqa: F401
 
 
@@ -98,9 +99,34 @@ def load_per_class_ap(path: str, class_names: Sequence[str],
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
-    """Pearson correlation (None when undefined: < 3 points or constant)."""
+    """Pearson correlation (None when undefined: < 3 points or constant;
+    :func:`pearson_undefined` says which)."""
+    if pearson_undefined(x, y) is not None:
+        return None
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    if x.size < 3 or np.std(x) == 0 or np.std(y) == 0:
-        return None
     return float(np.corrcoef(x, y)[0, 1])
+
+
+def pearson_undefined(x: Sequence[float], y: Sequence[float],
+                      x_name: str = 'x', y_name: str = 'y'
+                      ) -> Optional[str]:
+    """Why the Pearson correlation of ``x`` and ``y`` is undefined (None
+    when it is defined): fewer than 3 points, a value that is not finite,
+    or one side the same for every point (no variation to correlate)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.size < 3:
+        return (f'{x.size} class(es): a correlation needs at least 3 '
+                'classes')
+    for name, v in ((x_name, x), (y_name, y)):
+        if not np.isfinite(v).all():
+            return f'{name} is not finite for every class'
+    for name, v in ((x_name, x), (y_name, y)):
+        if np.std(v) == 0:
+            hint = (' (e.g. a checkpoint that detects nothing, or the '
+                    'metrics of another split)' if name == 'per-class AP'
+                    else '')
+            return (f'{name} is {float(v[0]):g} for every class: no '
+                    f'variation to correlate{hint}')
+    return None

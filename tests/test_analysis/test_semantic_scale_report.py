@@ -5,9 +5,12 @@ import os.path as osp
 
 import pytest
 
+from mmdet3d_equity.analysis.semantic_scale_report import (
+    EvalResultError,
+    load_per_class_ap,
+    pearson,
+)
 from mmdet3d_equity.utils.fileio import atomic_write_json
-from mmdet3d_equity.analysis.semantic_scale_report import (EvalResultError,
-                                                  load_per_class_ap, pearson)
 
 CLASSES = ['Pedestrian', 'Cyclist', 'Car']
 
@@ -56,6 +59,7 @@ def test_pearson_and_atomic_write(tmp_path):
     assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
     assert pearson([1, 2, 3], [1, 1, 1]) is None
     assert pearson([1, 2], [1, 2]) is None
+
     p = tmp_path / 'sub' / 'r.json'
     atomic_write_json(str(p), {'a': 1})
     assert json.loads(p.read_text()) == {'a': 1}
@@ -63,6 +67,22 @@ def test_pearson_and_atomic_write(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(str(p), {'a': float('nan')})
     assert json.loads(p.read_text()) == {'a': 1}  # old file intact
+
+
+def test_an_undefined_correlation_says_why():
+    from mmdet3d_equity.analysis.semantic_scale_report import pearson_undefined
+    assert pearson_undefined([1, 2, 3], [2, 4, 7]) is None
+    assert pearson_undefined([1, 2], [1, 2]) == \
+        '2 class(es): a correlation needs at least 3 classes'
+    assert pearson_undefined([0.0, 0.0, 0.0], [5, 9, 2], 'per-class AP',
+                             'count') == (
+        'per-class AP is 0 for every class: no variation to correlate (e.g. '
+        'a checkpoint that detects nothing, or the metrics of another '
+        'split)')
+    assert pearson_undefined([1, 2, 3], [4, 4, 4], 'per-class AP', 'S') \
+        == 'S is 4 for every class: no variation to correlate'
+    assert pearson_undefined([1, float('nan'), 3], [1, 2, 3], 'AP') == \
+        'AP is not finite for every class'
 
 
 def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path, capsys):
@@ -95,7 +115,9 @@ def test_tool_refuses_overwrite_and_filters_augmentation(tmp_path, capsys):
 
 def test_plots_written(tmp_path):
     from mmdet3d_equity.visualization.semantic_scale_plots import (
-        plot_count_vs_scale, plot_marginal_effect)
+        plot_count_vs_scale,
+        plot_marginal_effect,
+    )
     plot_count_vs_scale(CLASSES, [10, 3, 50], [5.0, 2.0, 7.0],
                         [0.8, 0.5, 1.5], str(tmp_path / 'a.png'))
     plot_marginal_effect({'Car': dict(sizes=[2, 4], mean=[1.0, 1.5],
