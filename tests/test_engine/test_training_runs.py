@@ -162,6 +162,51 @@ def test_wrapper_without_anything_that_applies_it_fails_at_start(
 
 
 @pytest.mark.slow
+def test_resume_with_another_eta_is_refused_unless_asked_for(
+        tiny_kitti_root, tmp_path):
+    """A resume that changes eta would be a mixed run recorded as the new
+    eta only: refused; with allow_changed_settings=True it trains and the
+    checkpoints record the change. The interrupted run's torch hooks are
+    gone from its model."""
+    from mmengine.runner import Runner
+    from test_equity_train import write_tiny_likelihoods
+
+    from mmdet3d_equity.utils.errors import ConfigError
+    torch.set_num_threads(1)
+    work = str(tmp_path / 'w')
+    cfg = tiny_cfg(EQ_CFG, work, tiny_kitti_root, epochs=2,
+                   extra_hooks=[dict(type='InterruptAfterEpoch', epoch=1)])
+    lik = str(tmp_path / 'equity_likelihoods.npz')
+    write_tiny_likelihoods(cfg, lik)
+    cfg.train_dataloader.dataset.likelihood_file = lik
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        runner.train()
+    model = runner.model
+    assert not model._forward_pre_hooks and not model._forward_hooks
+    assert not model.bbox_head._forward_hooks
+
+    def resumed(**hook_kw):
+        again = tiny_cfg(EQ_CFG, work, tiny_kitti_root, epochs=2,
+                         resume=True)
+        again.train_dataloader.dataset.likelihood_file = lik
+        again.custom_hooks[0].loss.eta = 0.5
+        again.custom_hooks[0].update(hook_kw)
+        return again
+
+    with pytest.raises(ConfigError, match=r'EquityHook: the resumed '
+                       r'checkpoint was trained with other settings \(eta: '
+                       r'1.0 in the checkpoint, 0.5 now\)'):
+        train(resumed())
+    assert not osp.isfile(osp.join(work, 'epoch_2.pth'))
+    train(resumed(allow_changed_settings=True))
+    state = torch.load(osp.join(work, 'epoch_2.pth'), map_location='cpu',
+                       weights_only=False)['equity_weighting']
+    assert state['settings']['eta'] == 0.5
+    assert state['history'] == [dict(iter=2, changes=dict(eta=(1.0, 0.5)))]
+
+
+@pytest.mark.slow
 def test_ssb_checkpoint_tests_without_training_data(ssb_run,
                                                     tiny_kitti_root,
                                                     tmp_path):
@@ -198,9 +243,9 @@ def test_ssb_checkpoint_tests_without_training_data(ssb_run,
 def test_iteration_based_loop_with_workers(tiny_kitti_root, tmp_path,
                                            with_hook):
     """An IterBasedTrainLoop starts its dataloader workers when the loop is
-    built, before any hook's before_train: the EquityHook, built earlier by
-    the Runner, has already claimed the wrapper in the workers' copy; without
-    it the workers refuse."""
+    built, before any hook's before_train: the EquityHook claims the wrapper
+    in before_train and restarts those workers once, so they serve claimed
+    copies; without it the workers refuse."""
     from test_equity_train import write_tiny_likelihoods
     cfg = tiny_cfg(EQ_CFG, str(tmp_path / 'w'), tiny_kitti_root)
     lik = str(tmp_path / 'equity_likelihoods.npz')
