@@ -15,6 +15,7 @@ Every output (likelihood files, CSV/JSON reports, figures, caches) is
 any long work starts.
 """
 import contextlib
+import errno
 import io
 import json
 import os
@@ -22,11 +23,13 @@ import os.path as osp
 import tempfile
 import threading
 from typing import Iterator, Optional
+
 from .errors import OutputError, OutputExistsError  # noqa: F401
 
 __all__ = [
     'OutputError', 'OutputExistsError', 'check_output_dir',
-    'check_output_file', 'atomic_open',
+    'check_output_file', 'check_not_directory', 'storage_error',
+    'atomic_open',
     'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
     'atomic_savez', 'atomic_savefig', 'new_file_mode', 'new_dir_mode'
 ]
@@ -88,7 +91,52 @@ def check_output_file(path: str, overwrite: bool = False,
     return osp.abspath(path)
 
 
+#: errors of the storage (not of the program): reported as OutputError
+STORAGE_ERRNOS = {errno.ENOSPC: 'the disk is full: free space there or '
+                  'choose another location',
+                  errno.EDQUOT: 'the disk quota is exceeded: free space or '
+                  'choose another location',
+                  errno.EROFS: 'the file system is read-only: choose a '
+                  'writable location',
+                  errno.EACCES: 'permission denied: fix the permissions or '
+                  'choose another location',
+                  errno.EPERM: 'operation not permitted: fix the '
+                  'permissions or choose another location',
+                  errno.EIO: 'input/output error of the storage: check the '
+                  'disk, or choose another location',
+                  errno.EFBIG: 'the file is too large for this file '
+                  'system: choose another location'}
+
+
+def storage_error(path: str, error: OSError,
+                  what: str = 'output') -> Optional[OutputError]:
+    """An :class:`OutputError` naming ``path`` and the fix for an OSError
+    of the storage (disk full, read-only, permissions; see
+    :data:`STORAGE_ERRNOS`); None for any other error."""
+    if isinstance(error, OutputError):
+        return None
+    fix = STORAGE_ERRNOS.get(getattr(error, 'errno', None))
+    if fix is None:
+        return None
+    kept = ('the log stops there and the rerun replaces it'
+            if what == 'log file' else
+            'nothing of it was kept, so the rerun starts clean')
+    return OutputError(f'cannot write the {what} {path} '
+                       f'({error.strerror or error}): {fix}; {kept}')
+
+
+def check_not_directory(path: str, what: str = 'output') -> None:
+    """Refuse an output file path that is an existing directory (no
+    overwrite can replace a directory by a file)."""
+    if osp.isdir(path):
+        raise OutputError(
+            f'the {what} path {path} is an existing directory, which a file '
+            'cannot replace; choose another path (or remove the '
+            'directory)')
+
+
 def _refuse_existing(path: str, overwrite: bool) -> None:
+    check_not_directory(path)
     if not overwrite and osp.lexists(path):
         raise OutputExistsError(
             f'{path} already exists; pass --overwrite (overwrite=True) to '
@@ -106,8 +154,14 @@ def atomic_open(path: str, mode: str = 'wb', overwrite: bool = True,
                          f'{mode!r}')
     _refuse_existing(path, overwrite)
     directory = check_output_dir(osp.dirname(osp.abspath(path)))
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp', dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
+                                   suffix='.tmp', dir=directory)
+    except OSError as e:
+        err = storage_error(path, e)
+        if err is None:
+            raise
+        raise err from e
     try:
         kwargs = {} if mode == 'wb' else dict(
             encoding=encoding or 'utf-8', newline='')
@@ -116,10 +170,13 @@ def atomic_open(path: str, mode: str = 'wb', overwrite: bool = True,
         os.chmod(tmp, new_file_mode())
         _refuse_existing(path, overwrite)  # created meanwhile?
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise
+        err = storage_error(path, e) if isinstance(e, OSError) else None
+        if err is None:
+            raise
+        raise err from e
 
 
 def atomic_write_bytes(path: str, data: bytes, overwrite: bool = True

@@ -8,6 +8,7 @@ import os.path as osp
 import pytest
 from _tool_helpers import KITTI_CFG, REPO, exit_code, snapshot, tool  # noqa
 
+
 @pytest.fixture
 def a_file(tmp_path):
     """A regular file: no directory can be created below it (a read-only
@@ -19,7 +20,7 @@ def a_file(tmp_path):
 
 @pytest.mark.parametrize('existing', [
     ('lik.npz', 'lik.csv', 'lik_summary.json', 'lik.log'),
-    ('lik.log', ),  # only the log of an earlier, failed run
+    ('lik.csv', ),
     ('lik_figures/projection.png', ),
 ])
 def test_compute_likelihoods_refused_rerun_keeps_every_file(
@@ -188,3 +189,126 @@ def test_benchmark_scripts_refuse_an_existing_json_before_measuring(
     assert rc == 2
     assert f'error: the --json path {a_file} exists and is not a ' \
         'directory; choose another location' in capsys.readouterr().err
+
+
+def test_compute_likelihoods_out_that_is_a_directory_is_refused_first(
+        tmp_path, capsys):
+    """--out naming an existing directory used to fail in os.replace after
+    all the work (and leave a log behind); --overwrite cannot help, so the
+    message does not suggest it."""
+    out = tmp_path / 'lik.npz'
+    out.mkdir()
+    for extra in ([], ['--overwrite']):
+        rc = tool('compute_likelihoods').main(
+            [KITTI_CFG, '--out', str(out)] + extra)
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert err == (f'compute_likelihoods: error: the --out path {out} '
+                       'is an existing directory, which a file cannot '
+                       'replace; choose another path (or remove the '
+                       'directory)\n')
+        assert sorted(p.name for p in tmp_path.iterdir()) == ['lik.npz']
+
+
+class _DiskFull:
+    """fileio's ``os`` and ``tempfile`` as they are, except that writing
+    into a temporary file whose name starts with ``prefix`` fails with
+    ENOSPC (what a full disk gives)."""
+
+    def __init__(self, prefix):
+        import tempfile
+        self.prefix, self.tempfile, self.last = prefix, tempfile, None
+        self.os = self._OS(self)
+
+    class _OS:
+        def __init__(self, owner):
+            self.owner = owner
+
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def fdopen(self, fd, mode, **kwargs):
+            f = os.fdopen(fd, mode, **kwargs)
+            if not (self.owner.last or '').startswith(self.owner.prefix):
+                return f
+            import errno
+
+            class Failing:
+                def __enter__(self):
+                    return self
+
+                def __exit__(self, *exc):
+                    f.close()
+                    return False
+
+                def write(self, data):
+                    raise OSError(errno.ENOSPC, 'No space left on device')
+
+            return Failing()
+
+    def mkstemp(self, prefix='', **kwargs):
+        self.last = prefix
+        return self.tempfile.mkstemp(prefix=prefix, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tempfile, name)
+
+
+def _score(root, out, *extra):
+    from _tool_helpers import call_tool
+    return call_tool('compute_likelihoods', [
+        KITTI_CFG, '--out', str(out), '--no-figures', '--input-size', '32',
+        '--workers', '0', '--no-cache'] + list(extra),
+        env={'EQUITY_TINY_KITTI': root})
+
+
+def test_disk_full_while_writing_is_one_line_and_the_rerun_is_not_blocked(
+        tiny_kitti_root, tmp_path, capsys, monkeypatch):
+    from mmdet3d_equity.utils import fileio
+    full = _DiskFull('.lik.csv')
+    with monkeypatch.context() as mp:
+        mp.setattr(fileio, 'os', full.os)
+        mp.setattr(fileio, 'tempfile', full)
+        assert _score(tiny_kitti_root, tmp_path / 'lik.npz') == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f'compute_likelihoods: error: cannot write the output '
+        f'{tmp_path}/lik.csv (No space left on device): the disk is full: '
+        'free space there or choose another location; nothing of it was '
+        'kept, so the rerun starts clean')
+    assert not any('Traceback' in line for line in err)
+    # the likelihood file written before the CSV is removed with it; the
+    # log stays, and no temporary file is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['lik.log']
+    # the rerun (no --overwrite) is not blocked by the failed run's log
+    assert _score(tiny_kitti_root, tmp_path / 'lik.npz') == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'lik.csv', 'lik.log', 'lik.npz', 'lik_summary.json']
+    assert 'likelihood file written' in (tmp_path / 'lik.log').read_text()
+
+
+def test_disk_full_while_logging_is_one_line(tiny_kitti_root, tmp_path,
+                                             capsys, monkeypatch):
+    import errno
+    import logging
+    flush = logging.StreamHandler.flush
+
+    def full(self):
+        if isinstance(self, logging.FileHandler) and \
+                self.baseFilename.endswith('lik.log'):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return flush(self)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(logging.StreamHandler, 'flush', full)
+        assert _score(tiny_kitti_root, tmp_path / 'lik.npz') == 2
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith('compute_likelihoods: error: ')
+    assert (f'cannot write the log file {tmp_path}/lik.log (No space left '
+            'on device): the disk is full: free space there or choose '
+            'another location; the log stops there and the rerun replaces '
+            'it') in line
+    assert 'Traceback' not in err and '--- Logging error ---' not in err
+    assert not (tmp_path / 'lik.npz').exists()
+    assert _score(tiny_kitti_root, tmp_path / 'lik.npz') == 0

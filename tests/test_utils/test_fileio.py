@@ -1,4 +1,5 @@
-"""mmdet3d_equity.utils.fileio: atomic, umask-respecting, no silent overwrite."""
+"""mmdet3d_equity.utils.fileio: atomic, umask-respecting, never a silent
+overwrite."""
 import json
 import os
 import stat
@@ -6,10 +7,15 @@ import stat
 import numpy as np
 import pytest
 
-from mmdet3d_equity.utils.fileio import (OutputError, OutputExistsError,
-                                   atomic_open, atomic_savez,
-                                   atomic_write_json, atomic_write_text,
-                                   check_output_dir)
+from mmdet3d_equity.utils.fileio import (
+    OutputError,
+    OutputExistsError,
+    atomic_open,
+    atomic_savez,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_dir,
+)
 
 
 @pytest.fixture
@@ -92,3 +98,43 @@ def test_dir_below_a_file_cannot_be_created(tmp_path):
     with pytest.raises(OutputError, match='cannot create the output '
                        'directory .*; choose a writable location'):
         check_output_dir(str(f / 'sub'))
+
+
+def test_a_full_disk_is_an_output_error_and_leaves_no_temp(tmp_path,
+                                                           monkeypatch):
+    import errno
+
+    from mmdet3d_equity.utils import fileio
+    from mmdet3d_equity.utils.errors import EquityError
+    target = tmp_path / 'r.json'
+    target.write_text('old')
+
+    class Full:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def replace(self, src, dst):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(fileio, 'os', Full())
+    with pytest.raises(fileio.OutputError) as e:
+        fileio.atomic_write_json(str(target), {'a': 1})
+    assert isinstance(e.value, EquityError)
+    assert str(e.value) == (
+        f'cannot write the output {target} (No space left on device): the '
+        'disk is full: free space there or choose another location; nothing '
+        'of it was kept, so the rerun starts clean')
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ['r.json'] and target.read_text() == 'old'
+    # any other OSError is not a storage problem: it keeps its type
+    assert fileio.storage_error('x', OSError(errno.EBADF, 'bad')) is None
+
+
+def test_an_output_file_cannot_replace_a_directory(tmp_path):
+    d = tmp_path / 'out.json'
+    d.mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match='is an existing directory, '
+                           'which a file cannot replace'):
+            atomic_write_json(str(d), {}, overwrite=overwrite)
+    assert os.listdir(d) == []
