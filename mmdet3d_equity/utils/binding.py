@@ -14,9 +14,16 @@ from typing import Dict, Iterable, Mapping
 
 from mmengine.logging import print_log
 
-from .errors import LikelihoodFileError
+from .errors import ConfigError, LikelihoodFileError
 from .identity import dataset_fingerprint, samples_fingerprint
 
+CLAIM_KINDS = ('loss', 'sampling', 'inspection')
+WEIGHT_OWNER_HELP = (
+    "custom_hooks = [dict(type='EquityHook', loss=dict("
+    "type='GeneralizedFocalLoss', eta=1.0, gamma=5.0))] (loss weighting), "
+    "or train_dataloader.sampler = dict(type='EquityWeightedSampler', "
+    "loss=dict(type='GeneralizedFocalLoss', eta=1.0, gamma=5.0, "
+    "normalisation='dataset')) (resampling)")
 MISSING_POLICIES = ('error', 'max_weight', 'min_weight')
 #: p of an id absent from the file (W(p) decreases with p for eta, gamma>=0)
 MISSING_P = {'max_weight': 0.0, 'min_weight': 1.0}
@@ -68,6 +75,43 @@ def likelihood_table(record: Mapping, ids: Iterable[str], path: str,
                   f'gives them p={p}.', 'current', logging.WARNING)
         table.update((a, p) for a in absent)
     return table
+
+
+class Claims(dict):
+    """{kind: owner} of what applies a wrapper's likelihoods: ``'loss'``
+    (EquityHook), ``'sampling'`` (a sampler), ``'inspection'`` (reading
+    samples outside training). W applied twice -- loss weighting with
+    resampling, or two loss owners -- is refused."""
+
+    def claim(self, kind: str, owner: str) -> None:
+        if kind not in CLAIM_KINDS:
+            raise ValueError(f'EquityDataset.claim: kind must be one of '
+                             f'{CLAIM_KINDS}, got {kind!r}')
+        if {kind, *self} >= {'loss', 'sampling'}:
+            raise ConfigError(
+                f"EquityDataset: {self.get('loss', owner)} (loss weighting) "
+                f"and the {self.get('sampling', owner)} (resampling) would "
+                'both apply W, i.e. twice. Use one: remove the EquityHook '
+                '(resampling mode) or the sampler (loss weighting mode).')
+        if kind == 'loss' and self.get(kind, owner) != owner:
+            raise ConfigError(
+                f'EquityDataset: two loss owners ({self[kind]} and {owner}) '
+                'would each weight the loss by W; configure one EquityHook.')
+        self[kind] = str(owner)
+
+    def release(self, kind: str, owner: str) -> None:
+        if self.get(kind) == str(owner):
+            del self[kind]
+
+    def require(self) -> None:
+        """Refuse to serve samples that nothing applies."""
+        if not self:
+            raise RuntimeError(
+                'EquityDataset: nothing applies the likelihoods this wrapper '
+                'attaches, so training would silently be the stock baseline. '
+                f'Add what applies them: {WEIGHT_OWNER_HELP}. (To read '
+                "samples outside training, call dataset.claim('inspection', "
+                "'<your name>') first.)")
 
 
 def _where(meta: Mapping) -> str:

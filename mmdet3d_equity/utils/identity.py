@@ -137,6 +137,20 @@ def leaf_datasets(dataset) -> list:
     return out
 
 
+def leaf_samples(leaf) -> List[Tuple[str, str, Optional[str]]]:
+    """``(packed sample_idx, identity, point-cloud path)`` of every index
+    of a leaf: the packed ``sample_idx`` is what ``get_data_info`` writes
+    (mmengine: the list position), the identity the stored info's."""
+    if hasattr(leaf, 'full_init'):
+        leaf.full_init()
+    out = []
+    for i in range(len(leaf)):
+        info = raw_data_info(leaf, i)
+        packed = str(leaf.get_data_info(i).get('sample_idx', i))
+        out.append((packed, sample_identity(info), lidar_path(info)))
+    return out
+
+
 def leaf_identities(leaf) -> np.ndarray:
     """:func:`dataset_sample_identity` of every index of a leaf dataset."""
     if hasattr(leaf, 'full_init'):

@@ -17,6 +17,16 @@ FIX = ('Restore the file(s) from the dataset archive, fix load_dim of '
        'info file (and recompute the likelihoods).')
 
 
+def points_load_dim(dataset) -> Optional[int]:
+    """``load_dim`` of a built dataset's local ``LoadPointsFromFile`` (None
+    when its pipeline reads no local point-cloud file)."""
+    for t in getattr(getattr(dataset, 'pipeline', None), 'transforms', []):
+        if type(t).__name__ == 'LoadPointsFromFile' and \
+                not getattr(t, 'backend_args', None):
+            return int(t.load_dim)
+    return None
+
+
 def point_file_problem(path: str, load_dim: int) -> Optional[str]:
     """What is wrong with the point-cloud file ``path``, as a predicate
     ('is empty (0 bytes)', ...); None when nothing is."""
