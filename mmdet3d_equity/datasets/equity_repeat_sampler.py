@@ -27,11 +27,13 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
+from mmdet3d.registry import DATA_SAMPLERS
 from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.logging import print_log
 from torch.utils.data import Sampler
 
-from mmdet3d.registry import DATA_SAMPLERS
 from .equity_dataset import find_equity_dataset
+from .equity_sampler import refuse_base_sampler_keys
 
 #: The default threshold t. p_i is the frame's appearance cluster size over
 #: the largest cluster's (1 for the most common appearance), so frames whose
@@ -92,7 +94,8 @@ class EquityRepeatFactorSampler(Sampler):
     """
 
     def __init__(self, dataset, threshold: float = DEFAULT_THRESHOLD,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, **unknown) -> None:
+        refuse_base_sampler_keys('EquityRepeatFactorSampler', unknown)
         equity = find_equity_dataset(dataset)
         if equity is None:
             raise ValueError(
@@ -115,6 +118,15 @@ class EquityRepeatFactorSampler(Sampler):
         self.total_size = self.num_samples * world_size
         self.epoch = 0
         equity.claim('sampling', 'EquityRepeatFactorSampler')
+        r = self.factors
+        print_log(f'EquityRepeatFactorSampler: repeat-factor mode: '
+                  f'{self.epoch_length} draws an epoch ({self.num_samples} '
+                  f'per rank, {world_size} rank(s)) of the {len(r)} train '
+                  f'indices, index i repeated r_i = max(1, sqrt('
+                  f'{self.threshold} / p_i)) times (mean {r.mean():.4f}, max '
+                  f'{r.max():.4f}; {int((r > 1).sum())} of {len(r)} indices '
+                  f'repeated), seed {self.seed}; no loss weighting',
+                  'current')
 
     def counts(self, epoch: Optional[int] = None) -> np.ndarray:
         """Draws of every index in ``epoch`` (default: the current one)."""

@@ -270,8 +270,8 @@ def test_building_a_hook_claims_nothing(lik_file):
     """No registry written by a constructor: a hook claims the wrapper of
     its own runner's train dataloader when training starts (before_train),
     so a hook built anywhere else leaves a new wrapper unclaimed."""
-    from mmdet3d_equity.engine.hooks import EquityHook
     from mmdet3d_equity.datasets import equity_dataset
+    from mmdet3d_equity.engine.hooks import EquityHook
     EquityHook()
     ds = _build(dict(type='EquityDataset', likelihood_file=lik_file,
                      dataset=toy_cfg()), claim=False)

@@ -168,3 +168,24 @@ def test_config_only_option(monkeypatch):
     assert ds.likelihood_file == '/data/tiny_kitti/equity_likelihoods.npz'
     assert cfg.model == base.model
     assert not cfg.get('custom_hooks')
+
+
+def test_one_log_line_and_the_base_samplers_keys(tmp_path, monkeypatch):
+    from mmdet3d_equity.datasets import equity_repeat_sampler as mod
+    logged = []
+    monkeypatch.setattr(mod, 'print_log',
+                        lambda msg, logger=None, level=None:
+                        logged.append(msg))
+    ds = _dataset(_lik_file(tmp_path / 'l.npz'))
+    _sampler(ds, threshold=0.5)
+    r = np.array(R_T05)
+    assert logged == [
+        'EquityRepeatFactorSampler: repeat-factor mode: 14 draws an epoch '
+        '(14 per rank, 1 rank(s)) of the 8 train indices, index i repeated '
+        f'r_i = max(1, sqrt(0.5 / p_i)) times (mean {r.mean():.4f}, max '
+        '5.0000; 4 of 8 indices repeated), seed 3; no loss weighting']
+    find_equity_dataset(ds).release('sampling', 'EquityRepeatFactorSampler')
+    with pytest.raises(TypeError, match=r"EquityRepeatFactorSampler got "
+                       r"\['shuffle'\], inherited from the base config's "
+                       r'sampler .*_delete_=True'):
+        _sampler(ds, shuffle=True)
