@@ -16,6 +16,33 @@ def report_error(tool: str, error: BaseException) -> int:
     return 2
 
 
+def one_line_errors(tool: str):
+    """Decorator of a tool's ``main``: a package error (an
+    :class:`EquityError`, also one raised while a config dict is built:
+    :func:`~mmdet3d_equity.utils.config_checks.config_build_error`) is
+    printed as ``<tool>: error: <message>`` and the tool exits with status
+    2; anything else keeps its traceback."""
+    import functools
+
+    def wrap(main):
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            import sys
+
+            from ..utils.config_checks import config_build_error
+            try:
+                return main(*args, **kwargs)
+            except TOOL_ERRORS as e:
+                sys.exit(report_error(tool, e))
+            except (TypeError, KeyError) as e:
+                err = config_build_error(e)
+                if err is None:
+                    raise
+                sys.exit(report_error(tool, err))
+        return run
+    return wrap
+
+
 def add_json_output(parser) -> None:
     """``--json FILE`` and ``--overwrite`` of the benchmark scripts."""
     parser.add_argument('--json', help='also write the numbers to this '

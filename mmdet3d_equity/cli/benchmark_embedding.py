@@ -53,6 +53,7 @@ import shutil
 import tempfile
 import time
 
+from mmdet3d_equity.apis.errors import one_line_errors
 
 FORMATS = {  # (W, H, extension)
     'nuscenes': (1600, 900, '.jpg'),
@@ -92,8 +93,7 @@ def parse_args(argv=None):
     p.add_argument('--keep-dir', default=None,
                    help='write the images here and keep them (default: a '
                    'temporary folder, removed)')
-    from mmdet3d_equity.apis.errors import (add_json_output,
-                                            check_json_output)
+    from mmdet3d_equity.apis.errors import add_json_output, check_json_output
     add_json_output(p)
     args = p.parse_args(argv)
     check_json_output(p, args)  # before the measurements
@@ -200,10 +200,12 @@ def measure_stages(emb, paths):
     import numpy as np
     import torch
 
-    from mmdet3d_equity.scoring.embedders import (decode_image,
-                                                  normalize_images,
-                                                  read_file_bytes,
-                                                  resize_image)
+    from mmdet3d_equity.scoring.embedders import (
+        decode_image,
+        normalize_images,
+        read_file_bytes,
+        resize_image,
+    )
     t_read, t_dec, t_res, small, boxes = [], [], [], [], []
     for p in paths:
         t0 = time.perf_counter()
@@ -275,8 +277,7 @@ def pipeline(emb, paths):
 def loading_only(emb, paths, workers, repeats, num_images):
     """images/s of the DataLoader alone (read, decode, resize, collate)
     over ``num_images`` images (the files, cycled)."""
-    from mmdet3d_equity.scoring.embedders import (InferenceOptions,
-                                                  iter_batches)
+    from mmdet3d_equity.scoring.embedders import InferenceOptions, iter_batches
     rows = [[paths[i % len(paths)]] for i in range(num_images)]
     ds = emb.dataset(rows, [str(i) for i in range(num_images)], ['CAM'])
     opts = InferenceOptions('cpu', num_workers=workers)
@@ -315,6 +316,7 @@ def _fmt(r):
             'second')
 
 
+@one_line_errors('benchmark_embedding.py')
 def main(argv=None):
     args = parse_args(argv)
     import torch

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 
+from mmdet3d_equity.apis.errors import one_line_errors
 
 
 def parse_args(argv=None):
@@ -41,8 +42,7 @@ def parse_args(argv=None):
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--child', choices=['compiled', 'cached'],
                    help=argparse.SUPPRESS)
-    from mmdet3d_equity.apis.errors import (add_json_output,
-                                            check_json_output)
+    from mmdet3d_equity.apis.errors import add_json_output, check_json_output
     add_json_output(p)
     args = p.parse_args(argv)
     if args.child is None:
@@ -53,12 +53,15 @@ def parse_args(argv=None):
 def child(mode: str, data_root: str) -> dict:
     """One process's measurement: seconds of the first and second
     evaluation, and the 3D AP40 values."""
-    import numpy as np
     import mmengine
+    import numpy as np
 
     from mmdet3d_equity.evaluation.kitti_cpu_iou import (
-        KittiCPUMetric, cpu_rotate_iou, kitti_eval_kernels,
-        single_numba_thread)
+        KittiCPUMetric,
+        cpu_rotate_iou,
+        kitti_eval_kernels,
+        single_numba_thread,
+    )
     ann = osp.join(data_root, 'kitti_infos_val.pkl')
     metric = KittiCPUMetric(ann_file=ann)
     gt = [i['kitti_annos'] for i in
@@ -107,6 +110,7 @@ def _run(mode: str, data_root: str, cache_dir: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@one_line_errors('benchmark_kitti_eval.py')
 def main(argv=None):
     args = parse_args(argv)
     if args.child:

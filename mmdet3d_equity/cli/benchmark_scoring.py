@@ -1,6 +1,7 @@
 """Benchmark appearance scoring: our default pipeline vs the reference recipe.
 
-    python tools/benchmark_scoring.py                 # 28,000 x 2048 (nuScenes train size)
+    python tools/benchmark_scoring.py             # 28,000 x 2048 (nuScenes
+                                                  # train size)
     python tools/benchmark_scoring.py --cameras 6     # six cameras per sample
     python tools/benchmark_scoring.py --quick         # 3,000 x 256, seconds
     python tools/benchmark_scoring.py --skip-reference  # ours only
@@ -26,10 +27,15 @@ import time
 
 import numpy as np
 
-
+from mmdet3d_equity.apis.errors import one_line_errors
 from mmdet3d_equity.scoring.clustering import (
-    DEFAULT_CLUSTERER, DEFAULT_LIKELIHOOD, DEFAULT_REDUCER,
-    combine_camera_scores, score_embeddings, size_likelihood)
+    DEFAULT_CLUSTERER,
+    DEFAULT_LIKELIHOOD,
+    DEFAULT_REDUCER,
+    combine_camera_scores,
+    score_embeddings,
+    size_likelihood,
+)
 
 
 def make_synthetic_embeddings(n=28000, dim=2048, num_common=12, num_rare=6,
@@ -131,6 +137,7 @@ def run_reference(x, seed):
     return time.perf_counter() - t0, lik
 
 
+@one_line_errors('benchmark_scoring.py')
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--num-samples', type=int, default=28000)

@@ -37,8 +37,9 @@ Not a test: timings depend on the machine.
 import argparse
 import time
 
-
 from mmengine.config import DictAction
+
+from mmdet3d_equity.apis.errors import one_line_errors
 
 
 def parse_args(argv=None):
@@ -63,8 +64,7 @@ def parse_args(argv=None):
                    help='features per push in the push-cost measurement')
     p.add_argument('--update-only', action='store_true',
                    help='skip the training-iteration benchmark')
-    from mmdet3d_equity.apis.errors import (add_json_output,
-                                            check_json_output)
+    from mmdet3d_equity.apis.errors import add_json_output, check_json_output
     add_json_output(p)
     args = p.parse_args(argv)
     check_json_output(p, args)  # before the measurements
@@ -83,6 +83,7 @@ def benchmark_update(num_classes=10, capacity=4096, dim=256, repeats=20,
     """Time ``ClassFeatureStore.compute`` on a full store against the
     float64 reference; returns a dict of the numbers."""
     import os
+
     import numpy as np
     import torch
 
@@ -163,9 +164,8 @@ def print_update(r):
 
 def synthetic_batch(seed, batch_size, n_points, pcr):
     import torch
-    from mmengine.structures import InstanceData
-
     from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
+    from mmengine.structures import InstanceData
     g = torch.Generator().manual_seed(seed)
     sizes = torch.tensor([[0.8, 0.6, 1.73], [1.76, 0.6, 1.73],
                           [3.9, 1.6, 1.56]])
@@ -191,6 +191,7 @@ def synthetic_batch(seed, batch_size, n_points, pcr):
     return dict(inputs=dict(points=points), data_samples=samples)
 
 
+@one_line_errors('benchmark_ssb.py')
 def main(argv=None):
     args = parse_args(argv)
 
@@ -210,16 +211,18 @@ def main(argv=None):
 def benchmark_iterations(args):
     import numpy as np
     import torch
+    from mmdet3d.registry import MODELS
     from mmengine.registry import init_default_scope
 
     import mmdet3d_equity  # noqa: F401
-    from mmdet3d.registry import MODELS
-    from mmdet3d_equity.utils.config import load_config
     from mmdet3d_equity.models.losses.ssb_loss import HeadSSB
-    from mmdet3d_equity.semantic_scale.features import (HeadInputCapture,
-                                                        ObjectFeatureSampler,
-                                                        find_head)
+    from mmdet3d_equity.semantic_scale.features import (
+        HeadInputCapture,
+        ObjectFeatureSampler,
+        find_head,
+    )
     from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
+    from mmdet3d_equity.utils.config import load_config
 
     cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet3d'))

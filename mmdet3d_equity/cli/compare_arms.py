@@ -22,6 +22,8 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmdet3d_equity.apis.errors import one_line_errors
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -94,6 +96,7 @@ def build_spec(args):
     return spec
 
 
+@one_line_errors('compare_arms.py')
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error

@@ -28,6 +28,9 @@ import argparse
 import os
 import sys
 
+from mmdet3d_equity.apis.errors import one_line_errors
+from mmdet3d_equity.utils.errors import ConfigError
+
 
 def _options(pairs, what):
     """['k=v', ...] -> dict with Python-literal values ('auto' stays str)."""
@@ -35,7 +38,7 @@ def _options(pairs, what):
     out = {}
     for p in pairs or []:
         if '=' not in p:
-            raise SystemExit(f'error: {what} expects key=value, got {p!r}')
+            raise ConfigError(f'{what} expects key=value, got {p!r}')
         k, v = p.split('=', 1)
         try:
             out[k] = ast.literal_eval(v)
@@ -118,13 +121,13 @@ def parse_args(argv=None):
     g.add_argument('--reducer', choices=['pca', 'none'], default='pca')
     g.add_argument('--reducer-options', nargs='+', default=None,
                    help=f'PCA parameters key=value; default '
-                   f'{ {k: v for k, v in DEFAULT_REDUCER.items() if k != "type"} }')
+                   f'{ {k: v for k, v in DEFAULT_REDUCER.items() if k != "type"} }')  # noqa: E501
     g.add_argument('--clusterer', choices=clusterer_types(),
                    default='kmeans')
     g.add_argument('--clusterer-options', nargs='+', default=None,
                    help='clusterer parameters key=value (any parameter of '
                    'the sklearn estimator) on top of the presets: kmeans '
-                   f'{ {k: v for k, v in DEFAULT_CLUSTERER.items() if k != "type"} }'
+                   f'{ {k: v for k, v in DEFAULT_CLUSTERER.items() if k != "type"} }'  # noqa: E501
                    ", gmm {n_components: 'auto', covariance_type: 'diag'}, "
                    'dbscan/hdbscan: sklearn defaults')
     g.add_argument('--likelihood', choices=LIKELIHOOD_DEFS,
@@ -198,17 +201,17 @@ def build_kwargs(args):
     if args.backbone:
         backbone = parse_dict_literal(args.backbone)
         if backbone is None:
-            raise SystemExit(f'error: --backbone must be a dict literal, '
+            raise ConfigError(f'--backbone must be a dict literal, '
                              f'got {args.backbone!r}')
     if len(args.input_size) == 1:
         size = args.input_size[0]
     elif len(args.input_size) == 2:
         size = tuple(args.input_size)
     else:
-        raise SystemExit('error: --input-size takes S or W H')
+        raise ConfigError('--input-size takes S or W H')
     if args.reducer == 'none':
         if args.reducer_options:
-            raise SystemExit('error: --reducer-options given with --reducer '
+            raise ConfigError('--reducer-options given with --reducer '
                              'none')
         reducer = None
     else:
@@ -236,6 +239,7 @@ def build_kwargs(args):
                 slice_file=args.slice_file)
 
 
+@one_line_errors('compute_likelihoods')
 def main(argv=None):
     args = parse_args(argv)
     kwargs = build_kwargs(args)

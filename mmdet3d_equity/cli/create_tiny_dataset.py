@@ -14,10 +14,12 @@ modes (with the rare mode) are in <out>/frame_modes.json.  From Python:
 ``equity_tiny_data.create_tiny_kitti`` / ``create_tiny_nuscenes``.
 """
 import argparse
+import contextlib
 import os
 import os.path as osp
 import sys
 
+from mmdet3d_equity.apis.errors import one_line_errors
 
 MIN_FRAMES = 16
 DEFAULT_FRAMES = {'kitti': 64, 'nuscenes': 40}
@@ -126,23 +128,43 @@ def print_summary(result):
     print(f"time: {s['seconds']['total']:.1f} s")
 
 
+@contextlib.contextmanager
+def stdout_silenced(enabled: bool = True):
+    """Within the block, nothing reaches the standard output (file
+    descriptor 1): also not the progress bars of mmengine (bound to the
+    stdout object when mmengine is imported) and of the MMDetection3D
+    converters the generators call. Errors still go to stderr."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, 'w') as null:
+            os.dup2(null.fileno(), 1)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@one_line_errors('create_tiny_dataset')
 def main(argv=None):
     args = parse_args(argv)
     from equity_tiny_data import create_tiny_kitti, create_tiny_nuscenes
-    from mmdet3d_equity.apis.errors import report_error
-    from mmdet3d_equity.utils.fileio import OutputError
     create = dict(kitti=create_tiny_kitti, nuscenes=create_tiny_nuscenes)
     size = dict(kitti='num_frames', nuscenes='num_samples')[args.dataset]
-    try:
-        extra = {} if args.dataset == 'nuscenes' else dict(
-            val_fraction=args.val_fraction, rare_fraction=args.rare_fraction,
-            val_rare_fraction=args.val_rare_fraction)
+    extra = {} if args.dataset == 'nuscenes' else dict(
+        val_fraction=args.val_fraction, rare_fraction=args.rare_fraction,
+        val_rare_fraction=args.val_rare_fraction)
+    with stdout_silenced(args.quiet):
         result = create[args.dataset](args.out, seed=args.seed,
                                       overwrite=args.overwrite,
                                       progress=not args.quiet,
                                       **{size: args.frames}, **extra)
-    except OutputError as e:
-        return report_error('create_tiny_dataset', e)
     print_summary(result)
     return 0
 

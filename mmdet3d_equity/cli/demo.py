@@ -5,12 +5,15 @@ rare in train and enriched in val; appearance likelihoods of the train split
 (and the val split scored against them); the baseline and DatasetEquity
 as published (GFL, eta 1, gamma 5) trained and tested over 3 seeds with
 tools/compare_arms.py; then the per-slice table (fog / dusk / day, dense AP,
-mean ± std over seeds, paired differences with 95% intervals). When it has run, a second call prints the summary again;
+mean ± std over seeds, paired differences with 95% intervals). When it has
+run, a second call prints the summary again;
 ``--force`` deletes the demo's data and runs and starts again.
 """
 import argparse
 import os.path as osp
 import shutil
+
+from mmdet3d_equity.apis.errors import one_line_errors
 
 
 def parse_args(argv=None):
@@ -27,6 +30,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@one_line_errors('demo.py')
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.studies.efficacy.study import run_demo

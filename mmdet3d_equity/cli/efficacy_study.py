@@ -10,11 +10,14 @@ selection seeds, chooses the best deployable arm by a fixed rule, confirms
 it on other seeds, and writes the report (docs/efficacy.md). Finished runs
 are reused, so an interrupted study resumes. ``--reduced`` runs the same
 steps at a toy size in minutes (its own data root, work dir and report,
-default under work_dirs/efficacy_reduced/). See :mod:`mmdet3d_equity.studies.efficacy.study`.
+default under work_dirs/efficacy_reduced/). See
+:mod:`mmdet3d_equity.studies.efficacy.study`.
 """
 import argparse
 import os.path as osp
 import sys
+
+from mmdet3d_equity.apis.errors import one_line_errors
 
 
 def parse_args(argv=None):
@@ -43,13 +46,17 @@ def parse_args(argv=None):
     return args
 
 
+@one_line_errors('efficacy_study.py')
 def main(argv=None):
     args = parse_args(argv)
-    from mmdet3d_equity.studies.efficacy.study import (FULL, REDUCED,
-                                                       StudyDataError,
-                                                       run_study)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
     from mmdet3d_equity.evaluation.results import ResultsError
+    from mmdet3d_equity.studies.efficacy.study import (
+        FULL,
+        REDUCED,
+        StudyDataError,
+        run_study,
+    )
     try:
         return run_study(osp.abspath(args.data_root),
                          osp.abspath(args.work_dir), args.doc,

@@ -13,6 +13,7 @@ Use the file in a SliceMetric config (docs/slices.md):
 import argparse
 import sys
 
+from mmdet3d_equity.apis.errors import one_line_errors
 
 
 def parse_args(argv=None):
@@ -30,10 +31,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@one_line_errors('nuscenes_slices')
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.evaluation.slice_sources import (
-        SliceError, write_scene_description_slice_file)
+        SliceError,
+        write_scene_description_slice_file,
+    )
     from mmdet3d_equity.utils.fileio import OutputError
     try:
         counts = write_scene_description_slice_file(

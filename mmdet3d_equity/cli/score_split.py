@@ -15,6 +15,8 @@ reproduce the saved training embeddings of the first training samples.
 import argparse
 import sys
 
+from mmdet3d_equity.apis.errors import one_line_errors
+
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
@@ -43,6 +45,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@one_line_errors('score_split')
 def main(argv=None):
     args = parse_args(argv)
     import mmdet3d_equity  # noqa: F401  (registers the plugin)

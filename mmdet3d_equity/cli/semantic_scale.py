@@ -15,8 +15,9 @@ existing outputs are kept unless --overwrite.
 import argparse
 import sys
 
-
 from mmengine.config import DictAction
+
+from mmdet3d_equity.apis.errors import one_line_errors
 
 
 def parse_args(argv=None):
@@ -58,8 +59,10 @@ def parse_args(argv=None):
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config settings, key=value')
     args = p.parse_args(argv)
-    from mmdet3d_equity.analysis.semantic_scale import (SemanticScaleError,
-                                                    check_parameters)
+    from mmdet3d_equity.analysis.semantic_scale import (
+        SemanticScaleError,
+        check_parameters,
+    )
     try:
         check_parameters(args.max_samples, args.alpha, args.min_count,
                          args.sampling, args.level, args.curve_repeats)
@@ -68,12 +71,12 @@ def parse_args(argv=None):
     return args
 
 
+@one_line_errors('semantic_scale.py')
 def main(argv=None):
     args = parse_args(argv)
-    from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
     from mmdet3d_equity.analysis.semantic_scale import measure_semantic_scale
-    from mmdet3d_equity.semantic_scale.features import \
-        UnsupportedDetectorError
+    from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error
+    from mmdet3d_equity.semantic_scale.features import UnsupportedDetectorError
     try:
         return measure_semantic_scale(
             args.config, args.checkpoint, args.out_dir,

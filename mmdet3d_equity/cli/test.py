@@ -10,6 +10,7 @@ Several processes or GPUs: ``bash tools/dist_test.sh CONFIG CHECKPOINT GPUS
 import argparse
 import sys
 
+from mmdet3d_equity.apis.errors import one_line_errors
 from mmdet3d_equity.utils.config import parse_runner_args
 
 
@@ -41,6 +42,7 @@ def build_cfg(args):
         cfg_options=args.cfg_options, launcher=args.launcher)
 
 
+@one_line_errors('test.py')
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error

@@ -11,6 +11,7 @@ Several processes or GPUs: ``bash tools/dist_train.sh CONFIG GPUS
 import argparse
 import sys
 
+from mmdet3d_equity.apis.errors import one_line_errors
 from mmdet3d_equity.utils.config import parse_runner_args
 
 
@@ -43,6 +44,7 @@ def build_cfg(args):
         launcher=args.launcher)
 
 
+@one_line_errors('train.py')
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.apis.errors import TOOL_ERRORS, report_error

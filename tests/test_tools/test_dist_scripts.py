@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from _tool_helpers import REPO
 
 CFG = 'configs/tiny/pointpillars_tiny-kitti-3class.py'

@@ -20,7 +20,8 @@ def test_defaults_and_presets():
            'tol=1e-4', '--reducer-options', 'whiten=True', 'n_components=16')
     assert k['clusterer'] == dict(type='gmm', n_components='auto',
                                   covariance_type='diag', n_init=2, tol=1e-4)
-    assert k['reducer']['whiten'] is True and k['reducer']['n_components'] == 16
+    assert k['reducer']['whiten'] is True
+    assert k['reducer']['n_components'] == 16
     k = kw('--reducer', 'none', '--clusterer', 'hdbscan',
            '--clusterer-options', 'min_cluster_size=3', '--input-size', '96',
            '64', '--backbone', "dict(type='mmdet.ResNet', depth=18)")
@@ -33,11 +34,12 @@ def test_defaults_and_presets():
 
 
 def test_bad_arguments():
-    with pytest.raises(SystemExit, match='--backbone must be a dict'):
+    from mmdet3d_equity.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match='--backbone must be a dict'):
         kw('--backbone', 'resnet50')
-    with pytest.raises(SystemExit, match='key=value'):
+    with pytest.raises(ConfigError, match='key=value'):
         kw('--clusterer-options', 'eps')
-    with pytest.raises(SystemExit, match='S or W H'):
+    with pytest.raises(ConfigError, match='S or W H'):
         kw('--input-size', '1', '2', '3')
     with pytest.raises(SystemExit):
         kw('--clusterer', 'spectral')

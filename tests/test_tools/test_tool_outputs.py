@@ -81,14 +81,14 @@ def test_semantic_scale_checks_out_dir_before_work(tmp_path, a_file,
 
 
 def test_create_tiny_dataset_checks_the_parent_before_work(a_file, capsys):
-    rc = tool('create_tiny_dataset').main(
-        ['kitti', '--out', str(a_file / 'tiny')])
+    rc = exit_code(tool('create_tiny_dataset').main,
+                   ['kitti', '--out', str(a_file / 'tiny')])
     assert rc == 2
     assert f'create_tiny_dataset: error: the parent path {a_file} exists ' \
         'and is not a directory; choose another location' in \
         capsys.readouterr().err
-    rc = tool('create_tiny_dataset').main(
-        ['kitti', '--out', str(a_file / 'sub' / 'tiny')])
+    rc = exit_code(tool('create_tiny_dataset').main,
+                   ['kitti', '--out', str(a_file / 'sub' / 'tiny')])
     assert rc == 2
     err = capsys.readouterr().err
     assert f'create_tiny_dataset: error: cannot create the parent directory ' \

@@ -2,15 +2,14 @@
 nuScenes with the stock metrics, and clear errors for bad arguments.
 
 The tools are called in-process (their ``main(argv)``); the real command
-line (a fresh interpreter, its exit status) is tests/test_tools/test_dist_scripts.py's
-(torchrun of both tools)."""
+line (a fresh interpreter, its exit status) is
+tests/test_tools/test_dist_scripts.py's (torchrun of both tools)."""
 import glob
 import json
 import os.path as osp
 import shutil
 
 import pytest
-
 from _tool_helpers import REPO, call_tool, last_run_log
 
 KITTI_CFG = osp.join(REPO, 'configs', 'tiny',
@@ -40,8 +39,8 @@ def test_train_then_test_tiny_kitti(tiny_kitti_checkpoint, tmp_path):
     test_dir = str(tmp_path / 'test')
     out_pkl = str(tmp_path / 'preds.pkl')
     # (KittiMetric needs the whole val split; SliceMetric's dense AP40,
-    # tests/test_evaluation/test_slice_metric_kitti.py's subject, is off: it triples the
-    # evaluation time and no value here is a dense one)
+    # tests/test_evaluation/test_slice_metric_kitti.py's subject, is off:
+    # it triples the evaluation time and no value here is a dense one)
     _run('test', [KITTI_CFG, ckpt, '--work-dir', test_dir, '--out', out_pkl,
                   '--cfg-options', 'test_evaluator.dense=False'],
          tiny_kitti_checkpoint['env'])
