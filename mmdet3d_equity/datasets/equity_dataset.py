@@ -21,7 +21,7 @@ from mmdet3d.registry import DATASETS
 from mmengine.logging import print_log
 
 from mmdet3d_equity.utils import binding, identity
-from mmdet3d_equity.utils.errors import ConfigError
+from mmdet3d_equity.utils.errors import ArgumentError, ConfigError
 from mmdet3d_equity.utils.likelihood_file import load_likelihood_file
 from mmdet3d_equity.utils.point_files import check_point_files, points_load_dim
 
@@ -62,7 +62,7 @@ class EquityDataset:
                  **unknown) -> None:
         moved = sorted(k for k in unknown if k in _MOVED)
         if unknown:
-            raise TypeError(
+            raise ArgumentError(
                 f'EquityDataset does not take {moved}: the dataset carries '
                 'the likelihood p only; eta, gamma and the normalisation are '
                 'set in the GeneralizedFocalLoss that applies them: '

@@ -19,6 +19,8 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmengine.logging import print_log
 from torch.utils.data import Sampler
 
+from mmdet3d_equity.utils.errors import ArgumentError
+
 from .equity_dataset import find_equity_dataset
 
 #: raw weights W below this (1% of the rarest appearance's weight 1) count
@@ -52,13 +54,14 @@ def refuse_base_sampler_keys(sampler: str, unknown: dict) -> None:
         return
     inherited = sorted(k for k in unknown if k in _BASE_SAMPLER_KEYS)
     if inherited:
-        raise TypeError(
+        raise ArgumentError(
             f'train_dataloader.sampler: {sampler} got {inherited}, inherited '
             "from the base config's sampler (a DefaultSampler), because the "
             'config merged its sampler into the base one; write '
             f"train_dataloader = dict(sampler=dict(_delete_=True, "
             f"type='{sampler}', ...)) to replace it.")
-    raise TypeError(f'{sampler} got unexpected arguments {sorted(unknown)}')
+    raise ArgumentError(f'{sampler} got unexpected arguments '
+                        f'{sorted(unknown)}')
 
 
 @DATA_SAMPLERS.register_module()

@@ -17,6 +17,11 @@ class ConfigError(EquityError, ValueError):
     """A config file or option that cannot be used, with the fix."""
 
 
+class ArgumentError(ConfigError, TypeError):
+    """A config entry gives a component an argument it does not take (e.g.
+    eta on EquityHook instead of its loss); names where it belongs."""
+
+
 class OutputError(EquityError, OSError):
     """An output that cannot be written, with the fix."""
 

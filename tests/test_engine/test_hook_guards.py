@@ -65,6 +65,23 @@ def test_eta_given_to_the_hook_names_its_loss():
         SemanticScaleBalanceHook(etta=0.5)
 
 
+def test_train_tool_says_it_in_one_line(tmp_path, capsys):
+    import os.path as osp
+
+    from _tool_helpers import REPO, call_tool
+    cfg = osp.join(REPO, 'configs', 'tiny',
+                   'pointpillars_tiny-kitti-3class_equity.py')
+    rc = call_tool('train', [cfg, '--work-dir', str(tmp_path / 'w'),
+                             '--cfg-options', 'custom_hooks.0.eta=0.5'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and 'Traceback' not in '\n'.join(err)
+    assert err[-1] == (
+        "train.py: error: EquityHook does not take ['eta']: they are "
+        "settings of its loss: custom_hooks = [dict(type='EquityHook', "
+        "loss=dict(type='GeneralizedFocalLoss', eta=0.5))] (override: "
+        '--cfg-options custom_hooks.N.loss.eta=...)')
+
+
 def test_a_key_that_reached_the_other_hook_names_the_right_index():
     """README: --cfg-options custom_hooks.0.loss.eta=0.5; with the EquityHook
     second, the key reaches the SSB hook."""

@@ -43,6 +43,7 @@ from mmdet3d_equity.models.losses.generalized_focal_loss import (
     GeneralizedFocalLoss,
 )
 from mmdet3d_equity.models.sample_weighting import DetectorWeighting
+from mmdet3d_equity.utils.errors import ArgumentError
 
 from .guard import (
     misplaced_keys,
@@ -91,7 +92,7 @@ class EquityHook(Hook):
                  allow_changed_settings: bool = False, **unknown) -> None:
         moved = sorted(k for k in unknown if k in LOSS_KEYS)
         if moved:
-            raise TypeError(
+            raise ArgumentError(
                 f'EquityHook does not take {moved}: they are settings of its '
                 "loss: custom_hooks = [dict(type='EquityHook', loss=dict("
                 "type='GeneralizedFocalLoss', "
@@ -101,7 +102,7 @@ class EquityHook(Hook):
         self._misplaced = {k: unknown.pop(k) for k in list(unknown)
                            if k in SSB_KEYS}
         if unknown:
-            raise TypeError(f'EquityHook got unexpected arguments '
+            raise ArgumentError(f'EquityHook got unexpected arguments '
                             f'{sorted(unknown)}; it takes loss and '
                             'allow_changed_settings')
         if not isinstance(allow_changed_settings, bool):

@@ -30,6 +30,7 @@ from mmdet3d_equity.semantic_scale.features import (
 )
 from mmdet3d_equity.semantic_scale.measures import _check_alpha
 from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
+from mmdet3d_equity.utils.errors import ArgumentError
 
 from .guard import (
     misplaced_keys,
@@ -106,7 +107,7 @@ class SemanticScaleBalanceHook(Hook):
         self._misplaced = {k: unknown.pop(k) for k in list(unknown)
                            if k in EQUITY_KEYS}
         if unknown:
-            raise TypeError(
+            raise ArgumentError(
                 f'SemanticScaleBalanceHook got unexpected arguments '
                 f'{sorted(unknown)}; see its docstring (docs/semantic_scale'
                 '.md) for the arguments it takes')
