@@ -100,11 +100,6 @@ def unwrap_dataset_cfg(cfg, split: str = 'train') -> dict:
     return ds
 
 
-def unwrap_train_dataset_cfg(cfg) -> dict:
-    """The innermost dataset config of ``cfg.train_dataloader``."""
-    return unwrap_dataset_cfg(cfg, 'train')
-
-
 class Split:
     """The samples of one split of a config.
 

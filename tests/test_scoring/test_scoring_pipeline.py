@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from mmdet3d_equity.utils import load_likelihood_file
 from mmdet3d_equity.scoring.clustering import ScoringError
+from mmdet3d_equity.utils import load_likelihood_file
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KITTI_CFG = osp.join(REPO, 'configs/tiny/pointpillars_tiny-kitti-3class.py')
@@ -128,11 +128,12 @@ def test_fixed_seed_identical_and_cache_reclusters(image_run, tmp_path):
 @pytest.mark.slow
 def test_detector_backbone_embedder(kitti_env, tmp_path):
     import torch
-    from mmengine.registry import init_default_scope
     from mmdet3d.registry import MODELS
-    from mmdet3d_equity.utils.config import load_config
+    from mmengine.registry import init_default_scope
+
     from mmdet3d_equity.scoring.embedders import CheckpointMismatchError
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
+    from mmdet3d_equity.utils.config import load_config
     cfg = load_config(KITTI_CFG)
     init_default_scope('mmdet3d')
     torch.manual_seed(0)
@@ -167,6 +168,7 @@ def test_detector_backbone_embedder(kitti_env, tmp_path):
 
 def test_bad_inputs(kitti_env, tmp_path):
     import mmengine
+
     from mmdet3d_equity.scoring.embedders import EmbeddingError
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
     with pytest.raises(ScoringError, match='config file not found'):
@@ -274,9 +276,23 @@ def test_nuscenes_six_cameras(tiny_nus_root, tmp_path, monkeypatch):
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
     monkeypatch.setenv('EQUITY_TINY_NUS', tiny_nus_root)
     kw = dict(backbone=R18, input_size=(96, 64), batch_size=12)
-    rec = compute_likelihoods(NUS_CFG, str(tmp_path / 'nus.npz'),
-                              figures=False, **kw)
+    rec = compute_likelihoods(NUS_CFG, str(tmp_path / 'nus.npz'), **kw)
     assert rec['id_key'] == 'token'
+    # one cluster definition: the CSV sizes, summary.json and the figures'
+    # clusters (camera, that camera's cluster) agree
+    from mmdet3d_equity.scoring.outputs import record_clusters
+    table = record_clusters(rec)
+    with open(tmp_path / 'nus.csv') as f:
+        rows = [line.split(',') for line in f.read().splitlines()[1:]]
+    for (sid, _, cid, size, _), s in zip(rows, rec['sample_ids']):
+        assert sid == s and table[int(cid)]['size'] == int(size)
+        assert len(table[int(cid)]['members']) == int(size)
+    with open(tmp_path / 'nus_summary.json') as f:
+        summ = json.load(f)
+    assert summ['cluster_sizes'] == sorted(
+        (c['size'] for c in table.values()), reverse=True)
+    for name in ('rare_clusters', 'common_clusters'):
+        assert osp.getsize(tmp_path / 'nus_figures' / f'{name}.png') > 1000
     agg = rec['aggregation']
     assert agg['mode'] == 'likelihood-min' and len(agg['cameras']) == 6
     assert rec['embedder']['num_cameras'] == 6

@@ -11,26 +11,20 @@ import sys
 import numpy as np
 import pytest
 
-from mmdet3d_equity.scoring.clustering import (FittedScorer, ScoringError,
-                                               cluster_embeddings,
-                                               load_scorer,
-                                               reduce_embeddings,
-                                               save_scorer, score_embeddings)
+from mmdet3d_equity.scoring.clustering import (
+    FittedScorer,
+    ScoringError,
+    cluster_embeddings,
+    load_scorer,
+    reduce_embeddings,
+    save_scorer,
+    score_embeddings,
+)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def _likelihood_suffix():
-    """'.npz' once likelihood files are npz (load_likelihood_file takes
-    allow_pickle), else the older '.pkl'."""
-    import inspect
-
-    from mmdet3d_equity.utils import load_likelihood_file
-    return '.npz' if 'allow_pickle' in inspect.signature(
-        load_likelihood_file).parameters else '.pkl'
-
-
-EXT = _likelihood_suffix()
+EXT = '.npz'
 KITTI_CFG = osp.join(REPO, 'configs/tiny/pointpillars_tiny-kitti-3class.py')
 R18 = dict(type='mmdet.ResNet', depth=18, out_indices=(3, ))
 IMG = dict(backbone=R18, input_size=(128, 64), batch_size=16)
@@ -275,8 +269,7 @@ def test_slice_metric_with_likelihood_bins_of_the_val_split(scored):
     val split scored against the training fit."""
     import copy
 
-    from _slice_helpers import KITTI_CLASSES, build_val_dataset, \
-        gt_predictions
+    from _slice_helpers import KITTI_CLASSES, build_val_dataset, gt_predictions
     from mmdet3d.registry import METRICS
     out, rec, root = scored
     val_file = out[:-len(EXT)] + '_val' + EXT
