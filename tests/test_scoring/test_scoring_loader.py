@@ -20,11 +20,15 @@ import pytest
 import torch
 
 from mmdet3d_equity.scoring.clustering import ScoringError
-from mmdet3d_equity.scoring.embedders import (EmbeddingError,
-                                              ImageSampleDataset,
-                                              InferenceOptions,
-                                              collate_images, make_loader,
-                                              normalize_images, preprocess)
+from mmdet3d_equity.scoring.embedders import (
+    EmbeddingError,
+    ImageSampleDataset,
+    InferenceOptions,
+    collate_images,
+    make_loader,
+    normalize_images,
+    preprocess,
+)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KITTI_CFG = osp.join(REPO, 'configs/tiny/pointpillars_tiny-kitti-3class.py')
@@ -44,8 +48,8 @@ def kitti_env(tiny_kitti_root):
 
 @pytest.fixture(scope='module')
 def split(kitti_env):
-    from mmdet3d_equity.utils.config import load_config
     from mmdet3d_equity.scoring.dataset_source import Split
+    from mmdet3d_equity.utils.config import load_config
     return Split(load_config(KITTI_CFG), 'train')
 
 
@@ -254,8 +258,9 @@ def test_amp_and_channels_last_within_tolerance(kitti_env, tmp_path):
 
 # -------------------------------------------------------- point clouds
 def _tiny_detector_checkpoint(tmp_path):
-    from mmengine.registry import init_default_scope
     from mmdet3d.registry import MODELS
+    from mmengine.registry import init_default_scope
+
     from mmdet3d_equity.utils.config import load_config
     init_default_scope('mmdet3d')
     torch.manual_seed(0)
@@ -304,8 +309,8 @@ def test_bad_point_cloud_is_named(kitti_env, tmp_path, what, data, message):
         assert bad in msg and f'(sample {sid!r})' in msg, msg
         assert 'Traceback' not in msg
     # the BEV thumbnails read the clouds too: same check
-    from mmdet3d_equity.utils.config import load_config
     from mmdet3d_equity.scoring.dataset_source import Split
+    from mmdet3d_equity.utils.config import load_config
     sp = Split(load_config(KITTI_CFG, opts), 'train')
     with pytest.raises(ScoringError, match=message):
         sp.load_points(0)
@@ -325,10 +330,10 @@ class _Records(logging.Handler):
 @pytest.mark.parametrize('damage', ['truncated', 'garbage', 'wrong_array'])
 def test_corrupt_embedding_cache_is_recomputed_with_a_warning(
         split, tmp_path, damage):
-    from mmdet3d_equity.utils.fileio import atomic_savez
     from mmdet3d_equity.scoring.embedding import embed_split
     from mmdet3d_equity.scoring.outputs import get_logger
     from mmdet3d_equity.scoring.settings import ScoringSettings
+    from mmdet3d_equity.utils.fileio import atomic_savez
     emb = ScoringSettings(backbone=R18, input_size=(64, 32), batch_size=16,
                           num_workers=0).build_embedder()
     cache = str(tmp_path / 'cache')
