@@ -28,11 +28,11 @@ import time
 import numpy as np
 
 from mmdet3d_equity.apis.errors import one_line_errors
+from mmdet3d_equity.scoring.cameras import combine_camera_scores
 from mmdet3d_equity.scoring.clustering import (
     DEFAULT_CLUSTERER,
     DEFAULT_LIKELIHOOD,
     DEFAULT_REDUCER,
-    combine_camera_scores,
     score_embeddings,
     size_likelihood,
 )
