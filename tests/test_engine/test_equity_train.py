@@ -139,3 +139,82 @@ def test_tiny_nuscenes_wrapper_uses_tokens(tiny_nus_root, tmp_path,
         assert meta['equity_id'] == own
         assert meta['equity_likelihood'] == table[own]
         assert 'equity_weight' not in meta  # W is the hook's GFL's
+
+
+def _kitti_copy(src, dst, folder, grow=None):
+    """``dst``: the tiny KITTI root as links to ``src``, its point-cloud
+    ``folder`` (under training/) copied; ``grow``: a point-cloud file name
+    that gets one more point."""
+    import shutil
+    os.makedirs(osp.join(dst, 'training'))
+    for name in os.listdir(src):
+        if name != 'training':
+            os.symlink(osp.join(src, name), osp.join(dst, name))
+    for name in os.listdir(osp.join(src, 'training')):
+        if name != folder:
+            os.symlink(osp.join(src, 'training', name),
+                       osp.join(dst, 'training', name))
+    shutil.copytree(osp.join(src, 'training', folder),
+                    osp.join(dst, 'training', folder))
+    if grow is not None:
+        with open(osp.join(dst, 'training', folder, grow), 'ab') as f:
+            f.write(np.zeros(4, np.float32).tobytes())
+    return dst + '/'
+
+
+def test_likelihoods_of_other_kitti_data_with_the_same_ids_are_refused(
+        tiny_kitti_root, tmp_path, monkeypatch):
+    """Every KITTI-format dataset numbers its frames from 000000: a file
+    scored on one data root is refused on another whose infos are the same
+    but whose point clouds differ; the same data moved is accepted."""
+    from mmdet3d.registry import DATASETS
+    from mmdet3d.utils import register_all_modules
+    from mmengine.config import Config
+
+    from mmdet3d_equity.utils import (
+        LikelihoodFileError,
+        build_record,
+        index_identities,
+        samples_fingerprint,
+        save_likelihood_file,
+    )
+    register_all_modules(init_default_scope=True)
+    monkeypatch.setenv('EQUITY_TINY_KITTI', tiny_kitti_root)
+    leaf_cfg = Config.fromfile(EQ_CFG).train_dataloader.dataset
+    while 'dataset' in leaf_cfg:
+        leaf_cfg = leaf_cfg.dataset
+    load = [t for t in leaf_cfg.pipeline if t.type == 'LoadPointsFromFile']
+    leaf_cfg = dict(leaf_cfg, pipeline=load, indices=NUM_FRAMES)
+    scored = DATASETS.build(leaf_cfg)  # what the scorer records
+    ids = sorted(set(index_identities(scored).tolist()), key=int)
+    rec = build_record(
+        ids, np.linspace(0, 1, len(ids)), np.arange(len(ids)),
+        np.ones(len(ids), int), id_key='sample_idx',
+        dataset=dict(type='KittiDataset', data_root=scored.data_root,
+                     ann_file=scored.ann_file,
+                     samples_fingerprint=samples_fingerprint(scored)),
+        embedder=dict(type='t'), reducer=None, clusterer=dict(type='t'),
+        likelihood_def='largest')
+    path = save_likelihood_file(rec, str(tmp_path / 'lik.npz'))
+
+    def wrapper(root):
+        ds = DATASETS.build(dict(type='EquityDataset', likelihood_file=path,
+                                 dataset=dict(leaf_cfg, data_root=root)))
+        ds.claim('inspection', 'test')
+        return ds
+
+    wrapper(scored.data_root)
+    first = scored.get_data_info(0)['lidar_points']['lidar_path']
+    folder = osp.basename(osp.dirname(first))  # velodyne_reduced
+    other = _kitti_copy(tiny_kitti_root, str(tmp_path / 'other'), folder,
+                        osp.basename(first))
+    with pytest.raises(LikelihoodFileError) as e:
+        wrapper(other)
+    msg = str(e.value)
+    assert msg.startswith(f'likelihood file {path} belongs to other data: '
+                          f'it was computed for data_root '
+                          f'{scored.data_root!r}')
+    assert f"the train dataset reads data_root {other!r}" in msg
+    assert "the samples' point-cloud files differ" in msg
+    moved = _kitti_copy(tiny_kitti_root, str(tmp_path / 'moved'), folder)
+    assert wrapper(moved).likelihood_of(ids[0]) == 0.0
