@@ -12,9 +12,13 @@
    planted modes (:mod:`mmdet3d_equity.studies.efficacy.oracle`);
 3. **selection phase** (``select_seeds``): the baseline and every method arm
    (the published GFL setting, its dataset-normalised variant, oracle
-   weights, W-proportional resampling, SSB, GFL + SSB, and a dose-response
-   sweep of the rare-to-common weight ratio) through the multi-seed
-   benchmark, evaluated per slice with the stock and the dense AP;
+   weights, likelihoods from a trained baseline detector's features,
+   W-proportional resampling, repeat-factor sampling, SSB, GFL + SSB, a
+   dose-response sweep of the rare-to-common weight ratio, and the positive
+   control: the baseline on ``CONTROL_FACTOR`` times the train fog frames)
+   through the multi-seed benchmark, evaluated per slice with the stock and
+   the dense AP; the endpoints are DatasetEquity's claims (``CLAIMS``) and
+   the report checks the baseline's competence (``COMPETENCE``) first;
 4. **choice**: the deployable arm (oracle weights are not) with the largest
    mean paired gain on the primary endpoint (rare slice, dense AP, Car) in
    the selection phase -- a rule fixed before any result was seen;
