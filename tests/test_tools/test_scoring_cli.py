@@ -56,3 +56,19 @@ def test_loader_and_precision_flags():
     assert k['device'] == 'cuda:1' and k['batch_size'] == 32
     with pytest.raises(SystemExit):
         kw('--amp-dtype', 'int8')
+
+
+def test_backbone_is_read_as_a_literal_never_run(tmp_path):
+    """--backbone is parsed as a literal (dict(...) calls included), never
+    evaluated: code in it is refused, not run."""
+    from mmdet3d_equity.utils.errors import ConfigError
+    marker = tmp_path / 'ran'
+    for code in (f"__import__('os').system('touch {marker}')",
+                 f"dict(type=open('{marker}', 'w'))",
+                 "dict(type='mmdet.ResNet', depth=len('abc'))"):
+        with pytest.raises(ConfigError, match='--backbone must be a dict'):
+            kw('--backbone', code)
+    assert not marker.exists()
+    assert kw('--backbone', "{'type': 'mmdet.ResNet', 'depth': 18, "
+              "'out_indices': (3,)}")['backbone'] == dict(
+        type='mmdet.ResNet', depth=18, out_indices=(3, ))
