@@ -22,7 +22,7 @@ from ..utils.config import (
     resolve_work_dir,
 )
 from ..utils.config_checks import config_build_error
-from ..utils.fileio import check_output_dir
+from ..utils.fileio import check_not_directory, check_output_dir
 from ..utils.launch import prepare_runner_launch
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -106,6 +106,7 @@ def build_test_config(config: str, checkpoint: str, *,
         if not out.endswith(('.pkl', '.pickle')):
             raise ConfigError(f'--out must be a .pkl file, got {out!r}')
         # the predictions are dumped after the whole test: check now
+        check_not_directory(out, '--out')
         check_output_dir(osp.dirname(osp.abspath(out)), '--out')
         cfg.test_evaluator = _as_list(cfg.test_evaluator) + [
             dict(type='DumpResults', out_file_path=out)]

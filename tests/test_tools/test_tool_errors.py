@@ -145,3 +145,21 @@ def test_every_tool_refuses_an_override_that_would_change_nothing(
     assert 'Override the Runner keys that hold its value instead: ' \
         'train_dataloader.dataset.dataset.data_root' in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ['c.pth']
+
+
+def test_test_out_that_is_a_directory_is_refused_before_testing(
+        tmp_path, capsys):
+    """The predictions are dumped after the whole test: a --out that is a
+    directory is refused first."""
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'')
+    out = tmp_path / 'preds.pkl'
+    out.mkdir()
+    rc = call_tool('test', [KITTI_CFG, str(ckpt), '--work-dir',
+                            str(tmp_path / 'w'), '--out', str(out)])
+    assert rc == 2
+    assert _one_line(capsys, 'test.py') == (
+        f'test.py: error: the --out path {out} is an existing directory, '
+        'which a file cannot replace; choose another path (or remove the '
+        'directory)')
+    assert not (tmp_path / 'w').exists()
