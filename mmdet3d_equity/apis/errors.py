@@ -8,11 +8,32 @@ from ..utils.errors import EquityError
 TOOL_ERRORS = (EquityError, )
 
 
+def error_message(error: BaseException) -> str:
+    """The message of ``error``; for an error a DataLoader worker raised
+    (torch re-raises it in the main process with the worker's whole
+    traceback as its message), the original message, said to come from the
+    worker."""
+    msg = str(error)
+    head, sep, trace = msg.partition('\nOriginal Traceback (most recent call '
+                                     'last):')
+    if not sep:
+        return msg
+    cls = type(error)
+    for name in (f'{cls.__module__}.{cls.__qualname__}: ',
+                 f'{cls.__qualname__}: '):
+        at = trace.rfind('\n' + name)
+        if at >= 0:
+            where = head.split(' ', 2)[-1].rstrip('.')
+            return f'{trace[at + 1 + len(name):].strip()} ({where})'
+    return msg
+
+
 def report_error(tool: str, error: BaseException) -> int:
     """Print ``<tool>: error: <message>`` to stderr; return the exit
     status 2."""
     import sys
-    print(f'{tool}: error: {error}', file=sys.stderr, flush=True)
+    print(f'{tool}: error: {error_message(error)}', file=sys.stderr,
+          flush=True)
     return 2
 
 

@@ -163,3 +163,28 @@ def test_test_out_that_is_a_directory_is_refused_before_testing(
         'which a file cannot replace; choose another path (or remove the '
         'directory)')
     assert not (tmp_path / 'w').exists()
+
+
+def test_an_error_of_a_dataloader_worker_is_still_one_line(capsys):
+    """torch re-raises a worker's error in the main process with the
+    worker's traceback as its message; the tools print the original
+    message, saying it came from the worker."""
+    import sys
+
+    from torch._utils import ExceptionWrapper
+
+    from mmdet3d_equity.apis.errors import report_error
+    from mmdet3d_equity.utils.errors import SampleFileError
+    try:
+        raise SampleFileError('EquityDataset: P (sample 7) is empty (0 '
+                              'bytes); restore the file')
+    except SampleFileError:
+        wrapped = ExceptionWrapper(sys.exc_info(),
+                                   where='in DataLoader worker process 1')
+    with pytest.raises(SampleFileError) as e:
+        wrapped.reraise()
+    assert 'Original Traceback' in str(e.value)
+    assert report_error('train.py', e.value) == 2
+    assert capsys.readouterr().err == (
+        'train.py: error: EquityDataset: P (sample 7) is empty (0 bytes); '
+        'restore the file (in DataLoader worker process 1)\n')
