@@ -624,28 +624,48 @@ def load_scorer(path: str):
     if not osp.isfile(path):
         raise ScoringError(f'scorer file {path} not found; write it with '
                            'tools/compute_likelihoods.py ... --save-scorer')
+    fix = 'write it again with tools/compute_likelihoods.py --save-scorer'
     try:
         with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, 'files'):
+                raise ValueError('not an .npz archive')
             data = {k: f[k] for k in f.files}
         meta = json.loads(str(data.pop('meta')))
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # any bytes: truncated zip, no meta, bad JSON
         raise ScoringError(f'scorer file {path} cannot be read '
-                           f'({type(e).__name__}: {e}); write it again with '
-                           'tools/compute_likelihoods.py --save-scorer') from e
-    if meta.get('format') != SCORER_FORMAT or \
+                           f'({type(e).__name__}: {e}); {fix}') from e
+    if not isinstance(meta, dict) or \
+            meta.get('format') != SCORER_FORMAT or \
             meta.get('format_version') != SCORER_FORMAT_VERSION:
+        got = meta if not isinstance(meta, dict) else dict(
+            format=meta.get('format'), version=meta.get('format_version'))
         raise ScoringError(f'{path} is not a version-{SCORER_FORMAT_VERSION} '
-                           f'{SCORER_FORMAT} file (format '
-                           f'{meta.get("format")!r}, version '
-                           f'{meta.get("format_version")!r})')
+                           f'{SCORER_FORMAT} file (found {got!r}); {fix}')
+    entries = meta.get('scorers')
+    if not isinstance(entries, list) or not entries or not all(
+            isinstance(s, dict) and isinstance(s.get('name'), str)
+            and isinstance(s.get('kind'), str)
+            and s.get('likelihood_def') in LIKELIHOOD_DEFS
+            and isinstance(s.get('settings'), dict) for s in entries):
+        raise ScoringError(f'scorer file {path} has a malformed scorer list '
+                           '(each entry: name, kind, likelihood_def, '
+                           f'settings); {fix}')
     scorers = OrderedDict()
-    for i, s in enumerate(meta['scorers']):
+    for i, s in enumerate(entries):
         pre = f's{i}__'
         arrays = {k[len(pre):]: v for k, v in data.items()
                   if k.startswith(pre)}
         if 'train_z' not in arrays or 'train_raw' not in arrays:
             raise ScoringError(f'scorer file {path} lacks the arrays of '
-                               f'scorer {s["name"]!r}')
-        scorers[s['name']] = FittedScorer(s['kind'], s['likelihood_def'],
-                                          s['settings'], arrays)
+                               f'scorer {s["name"]!r}; {fix}')
+        try:
+            get_clusterer(s['kind'])
+            scorers[s['name']] = FittedScorer(s['kind'], s['likelihood_def'],
+                                              s['settings'], arrays)
+        except ScoringError as e:
+            raise ScoringError(f'scorer file {path}: {e}; {fix}') from e
+        except Exception as e:  # arrays of the wrong type or shape
+            raise ScoringError(f'scorer file {path}: scorer {s["name"]!r} '
+                               f'is malformed ({type(e).__name__}: {e}); '
+                               f'{fix}') from e
     return scorers, meta
