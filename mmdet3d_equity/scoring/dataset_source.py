@@ -8,7 +8,6 @@ Only the training split is clustered; val / test are scored against the
 training fit.
 """
 import copy
-import os
 import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
@@ -21,7 +20,9 @@ from ..utils.identity import (
     id_key_of,
     raw_data_info,
     sample_identity,
+    samples_fingerprint,
 )
+from ..utils.point_files import check_point_file
 
 SPLITS = ('train', 'val', 'test')
 
@@ -43,32 +44,10 @@ STANDARD_IMAGE_LAYOUT = {
 
 def check_point_cloud(path: str, load_dim: int, sample_id=None) -> int:
     """Check a float32 point-cloud file (KITTI/nuScenes ``.bin``) before it
-    is read; return its number of points.
-
-    Raises :class:`ScoringError` naming the file and the problem when it is
-    missing, empty (0 bytes) or truncated (its size is not a whole number
-    of ``load_dim`` x 4-byte point records)."""
-    where = f' (sample {sample_id!r})' if sample_id is not None else ''
-    record = 4 * int(load_dim)
-    try:
-        size = os.stat(path).st_size
-    except OSError:
-        raise ScoringError(f'point cloud not found: {path}{where}. Check '
-                           'data_root / data_prefix of the training '
-                           'dataset.') from None
-    if size == 0:
-        raise ScoringError(
-            f'point cloud {path}{where} is empty (0 bytes): restore the file '
-            'from the dataset archive, or remove the sample from the info '
-            'file.')
-    if size % record:
-        raise ScoringError(
-            f'point cloud {path}{where} is truncated or not a '
-            f'{load_dim}-value float32 point file: {size} bytes is not a '
-            f'multiple of the {record}-byte point record (load_dim='
-            f'{load_dim}). Restore the file, or fix load_dim of '
-            'LoadPointsFromFile in the config.')
-    return size // record
+    is read; return its number of points. The check training makes too
+    (:func:`mmdet3d_equity.utils.point_files.check_point_file`): a missing,
+    empty or truncated file is a :class:`ScoringError` naming it."""
+    return check_point_file(path, load_dim, sample_id, error=ScoringError)
 
 
 def _type_name(t) -> str:
@@ -324,4 +303,5 @@ class Split:
     def describe(self) -> Dict:
         return dict(type=self.type, data_root=self.data_root,
                     ann_file=self.ann_file, split=self.split,
-                    num_samples=len(self.ids), wrappers=list(self.wrappers))
+                    num_samples=len(self.ids), wrappers=list(self.wrappers),
+                    samples_fingerprint=samples_fingerprint(self.dataset))

@@ -35,7 +35,7 @@ def point_file_problem(path: str, load_dim: int) -> Optional[str]:
         size = os.stat(path).st_size
     except OSError as e:
         if e.errno == errno.ENOENT:
-            return 'does not exist'
+            return 'does not exist (check data_root / data_prefix)'
         return f'cannot be read ({e.strerror or e})'
     if size == 0:
         return 'is empty (0 bytes)'
