@@ -19,7 +19,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ..utils.errors import OutputExistsError, ScoringError
+from ..utils.errors import OutputError, OutputExistsError, ScoringError
 from ..utils.fileio import atomic_write_text, check_output_dir
 from .cameras import cluster_table
 
@@ -73,6 +73,13 @@ def check_outputs(out: str, settings, include_log: bool = False
         raise ScoringError(f'--out must end with .npz (likelihood files are '
                            f'NumPy archives), got {out!r}')
     paths = output_paths(out)
+    for key in ('record', 'csv', 'summary', 'log'):
+        if osp.isdir(paths[key]):  # no --overwrite can replace a directory
+            what = '--out' if key == 'record' else f'{key} output'
+            raise OutputError(
+                f'the {what} path {paths[key]} is an existing directory, '
+                'which a file cannot replace; choose another path (or '
+                'remove the directory)')
     names = ['record', 'csv', 'summary'] + (['log'] if include_log else [])
     existing: List[str] = [paths[k] for k in names]
     if settings.figures and osp.isdir(paths['figures']) and \
