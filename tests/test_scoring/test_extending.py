@@ -238,3 +238,57 @@ def test_registered_dataset_kind_end_to_end(tmp_path):
     assert views['views'][('odd', 'stock')]['classes']['all'] == \
         pytest.approx(out['Toy metric/@odd/toy/accuracy'])
     assert views['views'][('odd', 'stock')]['num_samples'] == len(odd)
+
+
+def test_compact_log_line_in_a_runner(tmp_path, capsys):
+    """tools/test.py's path with the toy kind: the runner's log line holds
+    the whole-split key only, its metrics JSON every key."""
+    import glob
+    import json
+
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    from mmdet3d_equity.evaluation import write_slice_file
+    ids = [f'{i:06d}' for i in range(12)]
+
+    class Model(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(1, 1)
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            return [dict(sample_id=s, correct=int(s) % 3 == 0)
+                    for s in data_samples]
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(ids)
+
+        def __getitem__(self, i):
+            return dict(inputs=torch.zeros(1), data_samples=ids[i])
+    path = write_slice_file(str(tmp_path / 's.json'),
+                            {i: ['odd'] for i in ids[1::2]}, names=['odd'])
+    runner = Runner(
+        model=Model(), work_dir=str(tmp_path / 'wd'), test_cfg=dict(),
+        test_dataloader=dict(dataset=Data(), batch_size=4,
+                             sampler=dict(type='DefaultSampler',
+                                          shuffle=False),
+                             collate_fn=dict(type='pseudo_collate')),
+        test_evaluator=dict(type='SliceMetric',
+                            metric=dict(type='ToyAccuracyMetric', ids=ids),
+                            slices=[dict(type='SliceFile', path=path)],
+                            min_gt=1),
+        log_processor=dict(type='SliceLogProcessor'),
+        default_scope='mmdet3d')
+    runner.test()
+    (log, ) = glob.glob(str(tmp_path / 'wd' / '*' / '*.log'))
+    with open(log) as f:
+        line = [x for x in f if 'Epoch(test)' in x][-1]
+    assert 'Toy metric/toy/accuracy: 0.3333' in line
+    assert '@odd' not in line and '(+5 SliceMetric slice keys' in line
+    (js, ) = glob.glob(str(tmp_path / 'wd' / '*' / '*.json'))
+    with open(js) as f:
+        keys = set(json.load(f))
+    assert {'Toy metric/toy/accuracy', 'Toy metric/@odd/toy/accuracy',
+            'Toy metric/@odd:count/num_samples'} <= keys
