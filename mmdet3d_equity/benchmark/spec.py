@@ -186,39 +186,50 @@ def load_spec_file(path: str) -> Spec:
 
 
 def validate_spec(spec: Spec) -> None:
+    """Check the spec as a whole; every problem found is reported together
+    in one SpecError (one line each)."""
+    problems = []
     if not spec.arms:
-        raise SpecError('no method arms: give at least one --arm NAME=PATH '
+        problems.append('no method arms: give at least one --arm NAME=PATH '
                         '(or arms=[...] in the spec file) besides the '
                         'baseline')
     names = [a.name for a in spec.all_arms]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise SpecError(f'arm names must be unique; repeated: {dup}')
+        problems.append(f'arm names must be unique; repeated: {dup}')
     if spec.seeds is not None:
         if not spec.seeds:
-            raise SpecError('seeds is empty; give e.g. --seeds 0 1 2')
-        for s in spec.seeds:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-                raise SpecError(f'seeds must be integers >= 0, got {s!r}')
-        if len(set(spec.seeds)) != len(spec.seeds):
-            raise SpecError(f'seeds has duplicates: {spec.seeds}')
+            problems.append('seeds is empty; give e.g. --seeds 0 1 2')
+        bad = [s for s in spec.seeds
+               if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+        if bad:
+            problems.append(f'seeds must be integers >= 0, got '
+                            f'{", ".join(repr(s) for s in bad)}')
+        elif len(set(spec.seeds)) != len(spec.seeds):
+            problems.append(f'seeds has duplicates: {spec.seeds}')
     elif any(a.kind == 'config' for a in spec.all_arms):
-        raise SpecError('config arms need --seeds (e.g. --seeds 0 1 2): '
+        problems.append('config arms need --seeds (e.g. --seeds 0 1 2): '
                         'each (arm, seed) is one training run')
-    if not 0 < spec.confidence < 1:
-        raise SpecError(f'confidence must lie in (0, 1), got '
+    if not isinstance(spec.confidence, (int, float)) or \
+            not 0 < spec.confidence < 1:
+        problems.append(f'confidence must lie in (0, 1), got '
                         f'{spec.confidence}')
     for p in spec.primary:
         unknown = set(p) - {'slice', 'variant', 'row'}
         if unknown or 'row' not in p:
-            raise SpecError(f'primary entries are dict(slice=..., variant='
+            problems.append(f'primary entries are dict(slice=..., variant='
                             f"..., row=...) with at least row; got {p!r}")
     for opts in [spec.cfg_options] + [a.cfg_options for a in spec.arms]:
-        for k in opts:
-            if str(k).split('.')[0] == 'randomness' and \
-                    str(k).endswith('seed'):
-                raise SpecError('set seeds with --seeds / seeds=[...], not '
-                                'cfg_options randomness.seed')
+        if any(str(k).split('.')[0] == 'randomness' and
+               str(k).endswith('seed') for k in opts):
+            problems.append('set seeds with --seeds / seeds=[...], not '
+                            'cfg_options randomness.seed')
+            break
+    if len(problems) == 1:
+        raise SpecError(problems[0])
+    if problems:
+        raise SpecError('the benchmark spec has problems:\n - ' +
+                        '\n - '.join(problems))
 
 
 class applied_env:

@@ -152,3 +152,26 @@ def test_a_deeply_nested_record_is_one_error(tmp_path):
     path = tmp_path / 'run.json'
     path.write_text('[' * 100000 + ']' * 100000)
     _check(path)
+
+
+def test_every_problem_of_a_spec_is_reported_together():
+    from mmdet3d_equity.benchmark.spec import (
+        Arm,
+        Spec,
+        SpecError,
+        validate_spec,
+    )
+    spec = Spec(baseline=Arm('a', config='x.py'),
+                arms=[Arm('a', config='x.py',
+                          cfg_options={'randomness.seed': 1})],
+                seeds=[0, -1], confidence=1.5)
+    with pytest.raises(SpecError) as e:
+        validate_spec(spec)
+    lines = str(e.value).splitlines()
+    assert lines[0] == 'the benchmark spec has problems:'
+    assert lines[1:] == [
+        " - arm names must be unique; repeated: ['a']",
+        ' - seeds must be integers >= 0, got -1',
+        ' - confidence must lie in (0, 1), got 1.5',
+        ' - set seeds with --seeds / seeds=[...], not cfg_options '
+        'randomness.seed']
