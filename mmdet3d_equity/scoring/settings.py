@@ -203,9 +203,6 @@ class ScoringSettings:
                                    f'(in the embedder dict and as '
                                    f'{_flag(f)})')
             cfg[arg] = getattr(self, f)
-        if not isinstance(self.embedder, Mapping):
-            cfg = {k: v for k, v in cfg.items()
-                   if k == 'type' or v is not None or k in takes.values()}
         return cfg
 
     def run_options(self, logger=None) -> Dict[str, Any]:
