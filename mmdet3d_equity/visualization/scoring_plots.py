@@ -63,7 +63,8 @@ def plot_projection(z: np.ndarray, cluster_id, cluster_size, path: str,
     ax.set_xlabel('PC 1')
     ax.set_ylabel('PC 2')
     ax.set_title(title or 'embeddings (2-D PCA), coloured by cluster')
-    ax.legend(fontsize=6, loc='best')
+    # outside the axes: it never covers points
+    ax.legend(fontsize=6, loc='upper left', bbox_to_anchor=(1.01, 1.0))
     _save(fig, path, overwrite)
     return path
 

@@ -30,6 +30,7 @@ def plot_likelihood_by_slice(data: Mapping, slices: Mapping,
         ids, p = data[split]
         ids = [str(i) for i in ids]
         p = np.asarray(p, np.float64)
+        labelled = False
         for g, name in enumerate(groups):
             members = set(ids) if name == 'all' else slices.get(name, set())
             v = p[[i in members for i in ids]]
@@ -41,7 +42,8 @@ def plot_likelihood_by_slice(data: Mapping, slices: Mapping,
                 ax.plot(x + rng.uniform(-width / 4, width / 4, len(v)), v,
                         '.', ms=3, alpha=0.5,
                         color=colours[j % len(colours)],
-                        label=split if g == 0 else None)
+                        label=None if labelled else split)
+                labelled = True
             else:
                 ax.text(x, 0.5, 'none', ha='center', va='center',
                         fontsize=7, rotation=90)
@@ -50,11 +52,12 @@ def plot_likelihood_by_slice(data: Mapping, slices: Mapping,
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel('appearance likelihood p')
     ax.set_title('likelihood by slice (box: quartiles, line: median)')
-    if len(splits) > 1:
-        ax.legend(fontsize=8)
+    if len(splits) > 1:  # outside the axes: it never covers a box
+        ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     try:
-        atomic_savefig(fig, path, overwrite=overwrite, dpi=110)
+        atomic_savefig(fig, path, overwrite=overwrite, dpi=110,
+                       bbox_inches='tight')
     finally:
         plt.close(fig)
     return path
