@@ -33,6 +33,7 @@ from ..utils.fileio import (
     atomic_write_json,
     check_output_dir,
 )
+from ..utils.identity import inner_dataset_cfg
 
 #: random augmentations dropped from the train pipeline for measurement
 RANDOM_TRANSFORMS = frozenset({
@@ -91,9 +92,7 @@ def check_parameters(max_samples=None, alpha=2.0, min_count=2,
 
 def measurement_dataset_cfg(cfg, keep_augmentation: bool, logger=None):
     """The innermost train dataset config, random transforms removed."""
-    ds = cfg.train_dataloader.dataset
-    while 'dataset' in ds and 'pipeline' not in ds:
-        ds = ds.dataset  # RepeatDataset, CBGSDataset, EquityDataset, ...
+    ds, _ = inner_dataset_cfg(cfg.train_dataloader.dataset)
     if 'datasets' in ds:
         raise SemanticScaleError(
             'ConcatDataset train sets are not supported by the semantic '

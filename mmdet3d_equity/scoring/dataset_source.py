@@ -18,6 +18,7 @@ from ..utils.errors import ScoringError
 from ..utils.identity import (
     dataset_fingerprint,
     id_key_of,
+    inner_dataset_cfg,
     raw_data_info,
     sample_identity,
     samples_fingerprint,
@@ -25,11 +26,6 @@ from ..utils.identity import (
 from ..utils.point_files import check_point_file
 
 SPLITS = ('train', 'val', 'test')
-
-#: wrapper dataset types whose inner dataset is cfg['dataset']
-WRAPPERS = ('RepeatDataset', 'CBGSDataset', 'ClassBalancedDataset',
-            'EquityDataset', 'mmdet3d.CBGSDataset', 'mmengine.RepeatDataset',
-            'mmengine.ClassBalancedDataset')
 
 #: image folders (relative to data_root) of the standard on-disk layouts,
 #: used only when the config's data_prefix names no image folder (LiDAR-only
@@ -64,13 +60,7 @@ def unwrap_dataset_cfg(cfg, split: str = 'train') -> dict:
                 'the config has no train_dataloader.dataset: scoring reads '
                 'the training split from it; give a training config')
         raise ScoringError(f'the config has no {key}.dataset to score')
-    ds = copy.deepcopy(cfg[key].dataset)
-    chain = []
-    while _type_name(ds.get('type', '')) in WRAPPERS or (
-            'dataset' in ds and isinstance(ds.get('dataset'), dict)
-            and 'type' in ds['dataset']):
-        chain.append(_type_name(ds.get('type')))
-        ds = copy.deepcopy(ds['dataset'])
+    ds, chain = inner_dataset_cfg(cfg[key].dataset)
     if 'datasets' in ds:
         raise ScoringError(
             f'{key}.dataset is a {_type_name(ds.get("type"))} of '

@@ -173,6 +173,21 @@ def index_identities(dataset, leaf_ids: Optional[Callable] = None
     return np.concatenate(parts) if parts else np.empty(0, dtype=object)
 
 
+def inner_dataset_cfg(ds_cfg: Mapping) -> Tuple[Mapping, List[str]]:
+    """The innermost dataset config of a (wrapped) dataset config and the
+    types of the wrappers around it, outermost first. Config wrappers are
+    recognised as the built ones are: a wrapper holds its inner dataset
+    under ``dataset`` (a ConcatDataset's ``datasets`` stays, for the caller
+    to refuse or walk)."""
+    ds, chain = copy.deepcopy(ds_cfg), []
+    while isinstance(ds.get('dataset'), Mapping) and 'type' in ds['dataset']:
+        t = ds.get('type', '')
+        chain.append(t if isinstance(t, str) else getattr(t, '__name__',
+                                                          str(t)))
+        ds = copy.deepcopy(ds['dataset'])
+    return ds, chain
+
+
 # ------------------------------------------------------------- content
 def lidar_path(info: Mapping) -> Optional[str]:
     """The point-cloud file an info names (None: none)."""
