@@ -19,9 +19,13 @@ import types
 
 import numpy as np
 
-from mmdet3d_equity.utils.fileio import (OutputError, OutputExistsError,
-                                         atomic_write_json, check_output_dir,
-                                         new_dir_mode)
+from mmdet3d_equity.utils.fileio import (
+    OutputError,
+    OutputExistsError,
+    atomic_write_json,
+    check_output_dir,
+    new_dir_mode,
+)
 
 # --------------------------------------------------------------------------
 # Appearance modes

@@ -159,14 +159,14 @@ def _sample_objects(rng, walls, forced=()):
             name = forced[k] if k < len(forced) else \
                 CLASSES[rng.choice(3, p=CLASS_PROBS)]
         mean, std = CLASS_DIMS[name]
-        l, h, w = [round(float(m + s * rng.standard_normal()), 2)
-                   for m, s in zip(mean, std)]
+        length, h, w = [round(float(m + s * rng.standard_normal()), 2)
+                        for m, s in zip(mean, std)]
         z = rng.uniform(*DEPTH_RANGE)
         xmax = min(0.9 * z * (IMG_W - cx) / fx, 0.9 * z * cx / fx)
         x = rng.uniform(-xmax, xmax)
         # keep clear of the facades (x_rect ~ -y_lidar)
-        if not (-walls[0] + 1.5 + max(l, w) / 2 < x <
-                walls[1] - 1.5 - max(l, w) / 2):
+        if not (-walls[0] + 1.5 + max(length, w) / 2 < x <
+                walls[1] - 1.5 - max(length, w) / 2):
             continue
         if abs(x) > 18.0:
             continue
@@ -174,11 +174,11 @@ def _sample_objects(rng, walls, forced=()):
         loc = np.round(np.array([x, CAM_HEIGHT, z]), 2)
         ry = round(float(ry), 2)
         # no BEV overlap (circles around the footprints, with a margin)
-        rad = 0.5 * np.hypot(l, w) + 0.4
+        rad = 0.5 * np.hypot(length, w) + 0.4
         if any(np.hypot(*(loc[[0, 2]] - o['loc'][[0, 2]])) < rad + o['rad']
                for o in objs):
             continue
-        cam_box = np.array([[*loc, l, h, w, ry]])
+        cam_box = np.array([[*loc, length, h, w, ry]])
         lidar_box = box_np_ops.box_camera_to_lidar(cam_box, RECT4, VELO2CAM4)
         corners = C.lidar_box_corners(lidar_box)[0]
         uv = project_rect(lidar_to_rect(corners))
@@ -191,8 +191,8 @@ def _sample_objects(rng, walls, forced=()):
         trunc = 1.0 - inside / full
         if trunc > 0.3 or (y2 - y1) < 25:
             continue
-        objs.append(dict(name=name, loc=loc, dims=(l, h, w), ry=ry, rad=rad,
-                         lidar_box=lidar_box[0], corners=corners,
+        objs.append(dict(name=name, loc=loc, dims=(length, h, w), ry=ry,
+                         rad=rad, lidar_box=lidar_box[0], corners=corners,
                          bbox=(cx1, cy1, cx2, cy2), truncated=trunc))
         name = None
     return objs
@@ -259,9 +259,9 @@ def _make_points(rng, objs, walls, poles, mode):
         occl.append(np.ones(n, bool))
     # objects
     for o in objs:
-        l, h, w = o['dims']
+        length, h, w = o['dims']
         d = np.linalg.norm(o['lidar_box'][:2])
-        n = int(np.clip(OBJECT_POINT_DENSITY * (l * h + w * h) / d**2,
+        n = int(np.clip(OBJECT_POINT_DENSITY * (length * h + w * h) / d**2,
                         *OBJECT_POINTS))
         p = C.sample_box_surface(o['corners'], eye, n, rng)
         if o['name'] == 'Cyclist':
@@ -403,12 +403,13 @@ def _label_lines(objs, visible):
         x, y, z = o['loc']
         alpha = o['ry'] - np.arctan2(x, z)
         alpha = (alpha + np.pi) % (2 * np.pi) - np.pi
-        l, h, w = o['dims']
+        length, h, w = o['dims']
         x1, y1, x2, y2 = o['bbox']
         lines.append(
             f"{o['name']} {trunc:.2f} {occ:d} {alpha:.2f} "
             f'{x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} '
-            f'{h:.2f} {w:.2f} {l:.2f} {x:.2f} {y:.2f} {z:.2f} {o["ry"]:.2f}')
+            f'{h:.2f} {w:.2f} {length:.2f} {x:.2f} {y:.2f} {z:.2f} '
+            f'{o["ry"]:.2f}')
     return ''.join(line + '\n' for line in lines)
 
 

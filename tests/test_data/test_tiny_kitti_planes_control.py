@@ -24,8 +24,9 @@ def _modes(root):
 
 
 def _build_dataset(cfg):
-    import mmdet3d_equity  # noqa: F401  (registers + numpy compat shim)
     from mmengine.registry import init_default_scope
+
+    import mmdet3d_equity  # noqa: F401  (registers + numpy compat shim)
     init_default_scope('mmdet3d')
     from mmdet3d.registry import DATASETS
     return DATASETS.build(cfg)
@@ -37,6 +38,7 @@ def test_kitti_ground_plane_files_and_infos(tiny_kitti_root):
     lie (within their noise) and the labelled boxes stand."""
     import mmengine
     from mmdet3d.structures import Box3DMode, CameraInstance3DBoxes
+
     from equity_tiny_data.kitti import CAM_HEIGHT
     root = tiny_kitti_root
     frames = sorted(os.listdir(osp.join(root, 'training', 'velodyne')))
@@ -107,6 +109,7 @@ def test_kitti_positive_control_keeps_val_split(tmp_path):
     number of train frames, new frames (not repeats), and a byte-identical
     val split (raw files and infos)."""
     import mmengine
+
     from equity_tiny_data import create_tiny_kitti
     a = create_tiny_kitti(str(tmp_path / 'a'), **CONTROL)
     b = create_tiny_kitti(str(tmp_path / 'b'), train_rare_factor=4,

@@ -8,8 +8,7 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
-from ...benchmark.report import \
-    markdown_table as _table
+from ...benchmark.report import markdown_table as _table
 
 SLICE_ORDER = ('fog', 'dusk', 'day', 'p_rare', 'p_medium', 'p_common',
                'all')
@@ -468,8 +467,11 @@ def plot_dose_response(phase_a, facts, path: str) -> Optional[str]:
 
 def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
                        overwrite: bool = False) -> str:
-    from ...utils.fileio import (atomic_write_bytes, atomic_write_text,
-                                 check_output_dir)
+    from ...utils.fileio import (
+        atomic_write_bytes,
+        atomic_write_text,
+        check_output_dir,
+    )
     fig_dir = check_output_dir(osp.splitext(doc)[0], 'figure')
     rel = osp.basename(fig_dir)
     figs = OrderedDict()

@@ -235,6 +235,7 @@ def check_study_data(data_root: str, size: Dict) -> None:
     study reuses existing data): frame count, val split and rare frames per
     split must be what the generator makes for ``size``."""
     from equity_tiny_data._common import RARE_MODE
+
     from .oracle import read_frame_modes
     fm = read_frame_modes(data_root)
     n = int(size['frames'])
@@ -264,6 +265,7 @@ def mode_likelihoods(data_root: str, path: str, split: str) -> Dict:
     import numpy as np
 
     from mmdet3d_equity.utils import load_likelihood_file
+
     from .oracle import read_frame_modes
     planted = read_frame_modes(data_root)
     rec = load_likelihood_file(path)
