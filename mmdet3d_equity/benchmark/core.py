@@ -28,8 +28,8 @@ from ..evaluation.results import (
     metric_views,
     resolve_kind,
 )
-from ..utils.config_checks import config_build_error
-from ..utils.errors import EquityError
+from ..utils.config_checks import check_machine, config_build_error
+from ..utils.errors import ConfigError, EquityError
 from ..utils.fileio import check_output_dir
 from .diagnostics import seconds_per_iter, weight_diagnostics
 from .runs import Run, execute, job_env, plan_runs, run_inputs
@@ -101,6 +101,12 @@ def check_config_arm(spec: Spec, arm: Arm):
         raise SpecError(
             f'arm {arm.name!r} ({arm.config}): {step} failed: '
             f'{what}{cause}') from e
+    from ..evaluation.kitti_cpu_iou import numba_cuda_available
+    try:  # what tools/train.py and tools/test.py will check of this machine
+        check_machine(cfg, True, numba_cuda_available)
+        check_machine(cfg, False, numba_cuda_available)
+    except ConfigError as e:
+        raise SpecError(f'arm {arm.name!r} ({arm.config}): {e}') from e
     check_metric_name(spec, arm, cfg)
     return cfg
 

@@ -315,3 +315,88 @@ def config_build_error(error: BaseException, cfg=None
             'or remove the key (in the config file or --cfg-options)')
     return ConfigError(f'{at}: {name} cannot be built from its config: '
                        f'{msg}{takes}')
+
+
+def accelerator() -> Optional[str]:
+    """The accelerator AMP and KittiMetric's kernels could use, if any."""
+    import torch
+    if torch.cuda.is_available():
+        return 'cuda'
+    from mmengine.device import (
+        is_mlu_available,
+        is_musa_available,
+        is_npu_available,
+    )
+    for name, available in (('npu', is_npu_available),
+                            ('mlu', is_mlu_available),
+                            ('musa', is_musa_available)):
+        if available():
+            return name
+    return None
+
+
+def _evaluators(cfg, which):
+    """(key, metric config) of the ``which`` evaluator, SliceMetric's
+    wrapped metric included."""
+    ev = cfg.get(which)
+    if ev is None:
+        return []
+    if isinstance(ev, dict) and 'metrics' in ev and 'type' not in ev:
+        ms = ev['metrics']
+        ms = list(ms) if isinstance(ms, (list, tuple)) else [ms]
+        items = [(f'{which}.metrics.{i}', m) for i, m in enumerate(ms)]
+    elif isinstance(ev, (list, tuple)):
+        items = [(f'{which}.{i}', m) for i, m in enumerate(ev)]
+    else:
+        items = [(which, ev)]
+    out = []
+    for key, m in items:
+        if not isinstance(m, dict):
+            continue
+        out.append((key, m))
+        if str(m.get('type', '')).split('.')[-1] == 'SliceMetric' and \
+                isinstance(m.get('metric'), dict):
+            out.append((f'{key}.metric', m['metric']))
+    return out
+
+
+def check_machine(cfg, train: bool, numba_cuda_available) -> None:
+    """Before the Runner is built: what the config needs of this machine.
+
+    * AMP (``AmpOptimWrapper``, ``--amp``) needs a GPU (MMEngine asserts it
+      deep inside the optimizer wrapper's constructor);
+    * mmdet3d's KittiMetric computes its rotated IoU with numba CUDA kernels
+      and fails only when it first evaluates (after a whole training epoch)
+      on a machine without CUDA: refused up front, naming KittiCPUMetric
+      (same arguments and values). ``numba_cuda_available``: a callable
+      saying whether numba can run CUDA kernels here (the evaluation
+      package's check; called only for such a metric).
+    """
+    if train:
+        wrapper = str((cfg.get('optim_wrapper') or {}).get(
+            'type', 'OptimWrapper')).split('.')[-1]
+        if wrapper == 'AmpOptimWrapper' and accelerator() is None:
+            raise ConfigError(
+                'AMP (--amp, optim_wrapper.type=AmpOptimWrapper) needs a GPU '
+                '(CUDA, NPU, MLU or MUSA) and this machine has none: drop '
+                "--amp, or set optim_wrapper.type='OptimWrapper'")
+    which = []
+    if train and cfg.get('val_dataloader') is not None and \
+            cfg.get('val_cfg') is not None:
+        which.append('val_evaluator')
+    if not train:
+        which.append('test_evaluator')
+    for w in which:
+        for key, metric in _evaluators(cfg, w):
+            if str(metric.get('type', '')).split('.')[-1] != 'KittiMetric':
+                continue
+            if numba_cuda_available():
+                return
+            raise ConfigError(
+                f"{key} is mmdet3d's KittiMetric, which computes its "
+                'rotated IoU with numba CUDA kernels, and this machine has '
+                'no CUDA: it would fail when it first evaluates (after '
+                f"training an epoch). Use {key}.type='KittiCPUMetric' (the "
+                'same arguments and values; registered by mmdet3d_equity, '
+                "custom_imports=dict(imports=['mmdet3d_equity'])), e.g. "
+                f'--cfg-options {key}.type=KittiCPUMetric')

@@ -400,7 +400,9 @@ def test_preflight_reports_every_problem_of_every_arm_and_the_metric(
         dict(name='typo', config=KITTI_CFG,
              cfg_options={'custom_hooks_typo': 1}),
         dict(name='loss', config=KITTI_CFG,
-             cfg_options={'model.type': 'VoxelNett'})],
+             cfg_options={'model.type': 'VoxelNett'}),
+        dict(name='gpu', config=KITTI_CFG,
+             cfg_options={'test_evaluator.metric.type': 'KittiMetric'})],
         metric='3D_AP40_moderat_loose')
     work = tmp_path / 'wd'
     msg = tool_error(capsys, ['--spec', spec, '--work-dir', str(work)])
@@ -414,6 +416,11 @@ def test_preflight_reports_every_problem_of_every_arm_and_the_metric(
                in x for x in problems), problems
     assert any("arm 'loss'" in x and "type='VoxelNett' (model) is not "
                'registered' in x for x in problems), problems
+    from mmdet3d_equity.evaluation.kitti_cpu_iou import numba_cuda_available
+    if not numba_cuda_available():  # what tools/test.py would refuse
+        assert any("arm 'gpu'" in x and 'KittiMetric needs numba CUDA'
+                   in x and "type='KittiCPUMetric'" in x
+                   for x in problems), problems
     assert not osp.exists(work / 'baseline')
 
 

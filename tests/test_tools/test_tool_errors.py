@@ -188,3 +188,27 @@ def test_an_error_of_a_dataloader_worker_is_still_one_line(capsys):
     assert capsys.readouterr().err == (
         'train.py: error: EquityDataset: P (sample 7) is empty (0 bytes); '
         'restore the file (in DataLoader worker process 1)\n')
+
+
+def test_the_machine_check_finds_kitti_metric_in_every_evaluator_form():
+    from mmengine.config import Config
+
+    from mmdet3d_equity.utils.config import ConfigError
+    from mmdet3d_equity.utils.config_checks import check_machine
+    kitti = dict(type='KittiMetric', ann_file='x.pkl')
+    for evaluator, key in (
+            (kitti, 'test_evaluator'),
+            ([dict(type='KittiCPUMetric'), kitti], 'test_evaluator.1'),
+            (dict(metrics=kitti), 'test_evaluator.metrics.0'),
+            (dict(type='SliceMetric', metric=kitti), 'test_evaluator.metric')):
+        cfg = Config(dict(test_evaluator=evaluator))
+        with pytest.raises(ConfigError, match=f'^{key} is mmdet3d'):
+            check_machine(cfg, False, lambda: False)
+        check_machine(cfg, False, lambda: True)  # a machine with CUDA
+    # a train config is checked for its val evaluator only if it validates
+    cfg = Config(dict(val_evaluator=kitti, val_dataloader=dict(),
+                      val_cfg=None))
+    check_machine(cfg, True, lambda: False)
+    cfg.val_cfg = dict(type='ValLoop')
+    with pytest.raises(ConfigError, match='^val_evaluator is mmdet3d'):
+        check_machine(cfg, True, lambda: False)
