@@ -6,7 +6,7 @@ shipped entries)."""
 import numpy as np
 import pytest
 import torch
-from _tool_helpers import KITTI_CFG
+from _tool_helpers import KITTI_CFG, fresh_global_instances
 from mmdet3d.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
@@ -240,14 +240,13 @@ def test_registered_dataset_kind_end_to_end(tmp_path):
     assert views['views'][('odd', 'stock')]['num_samples'] == len(odd)
 
 
-def test_compact_log_line_in_a_runner(tmp_path, capsys):
+def test_compact_log_line_in_a_runner(tmp_path):
     """tools/test.py's path with the toy kind: the runner's log line holds
     the whole-split key only, its metrics JSON every key."""
     import glob
     import json
 
     from mmengine.model import BaseModel
-    from mmengine.runner import Runner
 
     from mmdet3d_equity.evaluation import write_slice_file
     ids = [f'{i:06d}' for i in range(12)]
@@ -269,19 +268,8 @@ def test_compact_log_line_in_a_runner(tmp_path, capsys):
             return dict(inputs=torch.zeros(1), data_samples=ids[i])
     path = write_slice_file(str(tmp_path / 's.json'),
                             {i: ['odd'] for i in ids[1::2]}, names=['odd'])
-    runner = Runner(
-        model=Model(), work_dir=str(tmp_path / 'wd'), test_cfg=dict(),
-        test_dataloader=dict(dataset=Data(), batch_size=4,
-                             sampler=dict(type='DefaultSampler',
-                                          shuffle=False),
-                             collate_fn=dict(type='pseudo_collate')),
-        test_evaluator=dict(type='SliceMetric',
-                            metric=dict(type='ToyAccuracyMetric', ids=ids),
-                            slices=[dict(type='SliceFile', path=path)],
-                            min_gt=1),
-        log_processor=dict(type='SliceLogProcessor'),
-        default_scope='mmdet3d')
-    runner.test()
+    with fresh_global_instances():  # the runner's logger goes with it
+        _run_toy_test(Model(), Data(), ids, path, str(tmp_path / 'wd'))
     (log, ) = glob.glob(str(tmp_path / 'wd' / '*' / '*.log'))
     with open(log) as f:
         line = [x for x in f if 'Epoch(test)' in x][-1]
@@ -292,3 +280,28 @@ def test_compact_log_line_in_a_runner(tmp_path, capsys):
         keys = set(json.load(f))
     assert {'Toy metric/toy/accuracy', 'Toy metric/@odd/toy/accuracy',
             'Toy metric/@odd:count/num_samples'} <= keys
+
+
+def _run_toy_test(model, data, ids, path, work_dir):
+    import logging
+
+    from mmengine.runner import Runner
+    runner = Runner(
+        model=model, work_dir=work_dir, test_cfg=dict(),
+        test_dataloader=dict(dataset=data, batch_size=4,
+                             sampler=dict(type='DefaultSampler',
+                                          shuffle=False),
+                             collate_fn=dict(type='pseudo_collate')),
+        test_evaluator=dict(type='SliceMetric',
+                            metric=dict(type='ToyAccuracyMetric', ids=ids),
+                            slices=[dict(type='SliceFile', path=path)],
+                            min_gt=1),
+        log_processor=dict(type='SliceLogProcessor'),
+        default_scope='mmdet3d')
+    try:
+        runner.test()
+    finally:
+        for h in list(runner.logger.handlers):
+            runner.logger.removeHandler(h)
+            if isinstance(h, logging.FileHandler):
+                h.close()
