@@ -13,11 +13,13 @@ from mmdet3d_equity.evaluation import rotate_iou_cpu_eval
 
 SIM_SCRIPT = r'''
 import json, sys, numpy as np
-from mmdet3d.evaluation.functional.kitti_utils.rotate_iou import rotate_iou_gpu_eval
+from mmdet3d.evaluation.functional.kitti_utils.rotate_iou import (
+    rotate_iou_gpu_eval)
 data = json.loads(sys.stdin.read())
 b = np.array(data["boxes"], dtype=np.float32)
 q = np.array(data["qboxes"], dtype=np.float32)
-print(json.dumps({str(c): rotate_iou_gpu_eval(b, q, c).tolist() for c in (-1, 0, 1, 2)}))
+print(json.dumps({str(c): rotate_iou_gpu_eval(b, q, c).tolist()
+                  for c in (-1, 0, 1, 2)}))
 '''
 
 
