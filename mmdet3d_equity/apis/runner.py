@@ -24,6 +24,7 @@ from ..utils.config import (
 from ..utils.config_checks import check_machine, config_build_error
 from ..utils.fileio import check_not_directory, check_output_dir
 from ..utils.launch import prepare_runner_launch
+from .resume import check_resume
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 TEST_TASKS = ('mono_det', 'multi-view_det', 'lidar_det', 'lidar_seg',
@@ -39,7 +40,8 @@ def _check_launcher(launcher):
 def build_train_config(config: str, *, work_dir: Optional[str] = None,
                        amp: bool = False, auto_scale_lr: bool = False,
                        sync_bn: str = 'none', resume: Optional[str] = None,
-                       cfg_options=None, launcher: str = 'none'):
+                       cfg_options=None, launcher: str = 'none',
+                       allow_changed_settings: bool = False):
     """The training config, with the flags of MMDetection3D's train.py.
 
     ``resume``: None, ``'auto'`` (the latest checkpoint of the work dir) or
@@ -83,6 +85,11 @@ def build_train_config(config: str, *, work_dir: Optional[str] = None,
             raise ConfigError(f'--resume checkpoint not found: {resume!r}')
         cfg.resume = True
         cfg.load_from = resume
+    if allow_changed_settings:
+        if not cfg.get('resume'):
+            raise ConfigError('--allow-changed-settings applies to a resumed '
+                              'run: give --resume as well')
+        cfg.allow_changed_settings = True  # saved with the config
     return cfg
 
 
@@ -161,6 +168,8 @@ def build_runner(cfg, train: bool = True):
     import mmdet3d_equity  # noqa: F401  (registers the plugin)
     check_output_dir(cfg.work_dir, 'work')
     check_runtime(cfg, train)
+    if train:
+        check_resume(cfg)
     prepare_runner_launch(cfg)
     with config_build_errors(cfg):
         if 'runner_type' in cfg:

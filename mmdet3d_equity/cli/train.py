@@ -32,6 +32,11 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a value, resume from the '
         'latest checkpoint in the work dir')
+    parser.add_argument(
+        '--allow-changed-settings', action='store_true',
+        help='resume although the checkpoint was trained with other '
+        'equity/SSB settings than the config has (each difference is '
+        'logged; saved in the config)')
     return parse_runner_args(parser, argv)
 
 
@@ -41,7 +46,8 @@ def build_cfg(args):
         args.config, work_dir=args.work_dir, amp=args.amp,
         auto_scale_lr=args.auto_scale_lr, sync_bn=args.sync_bn,
         resume=args.resume, cfg_options=args.cfg_options,
-        launcher=args.launcher)
+        launcher=args.launcher,
+        allow_changed_settings=args.allow_changed_settings)
 
 
 @one_line_errors('train.py')
