@@ -77,7 +77,12 @@ def parse_slice_mapping(data, source: str) -> Tuple[Slices, List[str]]:
             raise SliceError(f'{source}: format_version {version!r} is not '
                              f'supported (expected {SLICE_FILE_VERSION})')
         mapping = data['slices']
-        declared = list(data.get('names', []) or [])
+        names = data.get('names') or []
+        if not isinstance(names, list) or not all(
+                isinstance(n, str) for n in names):
+            raise SliceError(f'{source}: "names" must be a list of slice '
+                             f'names (strings), got {names!r:.80}')
+        declared = list(names)
     elif 'modes' in data and isinstance(data['modes'], Mapping):
         mapping = data['modes']  # the tiny generators' frame_modes.json
     else:

@@ -6,7 +6,6 @@ scored (in the fitting run and by tools/score_split.py, identically) with
 its rare fog frames low."""
 import json
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
@@ -189,14 +188,16 @@ def test_save_load_round_trip_without_pickle(tmp_path):
 # ------------------------------------------------------------ end to end
 @pytest.fixture(scope='module')
 def scored(tiny_kitti_root, tmp_path_factory):
-    import os
-    os.environ['EQUITY_TINY_KITTI'] = tiny_kitti_root
+    """The scored tiny KITTI; EQUITY_TINY_KITTI points at it for the tests
+    of this module (and is restored after them)."""
     from mmdet3d_equity.scoring.pipeline import compute_likelihoods
-    out = str(tmp_path_factory.mktemp('split_scoring') / f'lik{EXT}')
-    rec = compute_likelihoods(
-        KITTI_CFG, out, save_scorer=True, score_splits=('val', ),
-        slice_file=osp.join(tiny_kitti_root, 'frame_modes.json'), **IMG)
-    return out, rec, tiny_kitti_root
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('EQUITY_TINY_KITTI', tiny_kitti_root)
+        out = str(tmp_path_factory.mktemp('split_scoring') / f'lik{EXT}')
+        rec = compute_likelihoods(
+            KITTI_CFG, out, save_scorer=True, score_splits=('val', ),
+            slice_file=osp.join(tiny_kitti_root, 'frame_modes.json'), **IMG)
+        yield out, rec, tiny_kitti_root
 
 
 def test_compute_likelihoods_scores_val_and_reports_slices(scored):
@@ -234,11 +235,7 @@ def test_score_split_tool_reproduces_the_in_run_val_scores(scored, tmp_path,
     from mmdet3d_equity.utils import load_likelihood_file
     out, rec, root = scored
     stem = out[:-len(EXT)]
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    try:
-        import score_split
-    finally:
-        sys.path.pop(0)
+    from mmdet3d_equity.cli import score_split
     mine = str(tmp_path / f'val{EXT}')
     assert score_split.main([
         KITTI_CFG, '--scorer', stem + '_scorer.npz', '--out', mine,

@@ -192,15 +192,21 @@ def test_benchmark_scripts_refuse_an_existing_json_before_measuring(
 
 
 def test_compute_likelihoods_out_that_is_a_directory_is_refused_first(
-        tmp_path, capsys):
+        tmp_path, capsys, monkeypatch):
     """--out naming an existing directory used to fail in os.replace after
     all the work (and leave a log behind); --overwrite cannot help, so the
     message does not suggest it."""
+    from _tool_helpers import fresh_global_instances
+    # stderr is compared whole: no message of mmengine's config loading
+    # (it logs the substitution of a set EQUITY_TINY_KITTI) and no logger
+    # of an earlier test in this process
+    monkeypatch.delenv('EQUITY_TINY_KITTI', raising=False)
     out = tmp_path / 'lik.npz'
     out.mkdir()
     for extra in ([], ['--overwrite']):
-        rc = tool('compute_likelihoods').main(
-            [KITTI_CFG, '--out', str(out)] + extra)
+        with fresh_global_instances():
+            rc = tool('compute_likelihoods').main(
+                [KITTI_CFG, '--out', str(out)] + extra)
         assert rc == 2
         err = capsys.readouterr().err
         assert err == (f'compute_likelihoods: error: the --out path {out} '
