@@ -159,7 +159,7 @@ def _make_scene(rng, n_samples):
             else:
                 t = float(rng.choice([-1, 1]) * rng.uniform(7.0, 7.6))
                 yaw = rng.choice([0.0, np.pi]) + rng.normal(0, 0.1)
-            w, l, h = [float(m + sd * rng.standard_normal())
+            w, l, h = [float(m + sd * rng.standard_normal())  # noqa: E741
                        for m, sd in zip(mean, std)]
             rad = 0.5 * np.hypot(l, w) + 0.4
             if any(np.hypot(s - o['s'], t - o['t']) < rad + o['rad']
@@ -320,7 +320,7 @@ def _make_sweep(rng, ego_objs, corners_ego, walls_info, mode):
         occl.append(np.ones(len(p), bool))
         owner.append(np.full(len(p), -1))
     for k, (o, corners) in enumerate(zip(ego_objs, corners_ego)):
-        w, l, h = o['wlh']
+        w, l, h = o['wlh']  # noqa: E741
         d = np.linalg.norm(corners.mean(0)[:2] - origin[:2])
         n = int(np.clip(4000.0 * (l * h + w * h) / max(d, 2.0)**2, 10, 2500))
         p = C.sample_box_surface(corners, origin, n, rng)
@@ -366,10 +366,9 @@ def create_tiny_nuscenes(root, num_samples=40, seed=0, overwrite=False,
         dict: paths (``root``, ``info_train``, ``info_val``, ``dbinfos``,
         ``gt_database``, ``frame_modes``, ``tables``) and a ``summary``.
     """
+    from mmdet3d.structures.ops import box_np_ops
     from nuscenes.utils import splits
     from pyquaternion import Quaternion
-
-    from mmdet3d.structures.ops import box_np_ops
     num_samples = _check_int('num_samples', num_samples, C.MIN_FRAMES)
     seed = _check_int('seed', seed, 0)
     root = C.check_output_root(root, overwrite)
@@ -507,7 +506,7 @@ def create_tiny_nuscenes(root, num_samples=40, seed=0, overwrite=False,
             boxes_ego = []
             for o in near:
                 c = global2ego[:3, :3] @ o['center'] + global2ego[:3, 3]
-                w, l, h = o['wlh']
+                w, l, h = o['wlh']  # noqa: E741
                 boxes_ego.append([c[0], c[1], c[2] - h / 2, l, w, h,
                                   o['yaw'] - yaw])
             corners = C.lidar_box_corners(np.array(boxes_ego).reshape(-1, 7))

@@ -16,9 +16,8 @@ NUS_CLASSES = ['car', 'bicycle', 'pedestrian']
 
 
 def build_val_dataset(kind, root):
-    from mmengine.registry import init_default_scope
-
     from mmdet3d.registry import DATASETS
+    from mmengine.registry import init_default_scope
     init_default_scope('mmdet3d')
     if kind == 'kitti':
         cfg = dict(type='KittiDataset', data_root=root,

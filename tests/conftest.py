@@ -15,7 +15,6 @@ if REPO_ROOT not in sys.path:
 # would keep writing to that test's stream after pytest closed it.
 import mmengine.utils.progressbar  # noqa: E402,F401
 
-
 # pytest-xdist (pytest.ini: -n auto) runs one worker per core: each worker,
 # and every tool a test starts (they inherit the environment), gets its share
 # of the cores, because two processes with torch's default threads on 2

@@ -1,6 +1,6 @@
-# A benchmark spec (python tools/compare_arms.py --spec THIS_FILE): the baseline
-# against DatasetEquity as published, with dataset normalisation, and with a
-# smaller eta, on the tiny KITTI dataset of the README's quick start
+# A benchmark spec (python tools/compare_arms.py --spec THIS_FILE): the
+# baseline against DatasetEquity as published, with dataset normalisation,
+# and with a smaller eta, on the tiny KITTI dataset of the README's quick start
 # (python tools/create_tiny_dataset.py kitti --out data/tiny_kitti --frames 64
 # --rare-fraction 0.1 --val-rare-fraction 0.5: fog is rare in train, half of
 # the val frames, so the fog endpoint has enough Cars to measure; then

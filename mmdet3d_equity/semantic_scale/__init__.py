@@ -1,12 +1,21 @@
 """Semantic-scale measures, object features and the per-class feature store."""
-from .features import (HeadInputCapture, ObjectFeatureSampler,  # noqa: F401
-                       UnsupportedDetectorError, sample_map)
-from .measures import (class_scales, class_scales_from_stats,  # noqa: F401
-                       imbalance_summary, inter_class_term,
-                       marginal_effect_curve, semantic_scale,
+from .features import (  # noqa: F401
+                       HeadInputCapture,
+                       ObjectFeatureSampler,
+                       UnsupportedDetectorError,
+                       sample_map,
+)
+from .measures import (  # noqa: F401
+                       class_scales,
+                       class_scales_from_stats,
+                       imbalance_summary,
+                       inter_class_term,
+                       marginal_effect_curve,
+                       semantic_scale,
                        semantic_scale_from_scatter,
-                       semantic_scales_from_scatter, ssb_class_weights)
-
+                       semantic_scales_from_scatter,
+                       ssb_class_weights,
+)
 from .store import ClassFeatureStore  # noqa: F401
 
 __all__ = [

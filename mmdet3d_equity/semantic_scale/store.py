@@ -34,8 +34,11 @@ import numpy as np
 import torch
 from mmengine import dist
 
-from .measures import (class_scales_from_stats, scale_factors,
-                       semantic_scales_from_scaled)
+from .measures import (
+    class_scales_from_stats,
+    scale_factors,
+    semantic_scales_from_scaled,
+)
 
 #: queued rows of rank-k updates (per class, on average) after which the
 #: second moments are brought up to date: one GEMM of about this depth per

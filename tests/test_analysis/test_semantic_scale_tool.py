@@ -8,7 +8,6 @@ import stat
 
 import pytest
 import torch
-
 from _tool_helpers import KITTI_CFG, snapshot, tool
 
 CLASSES = ['Pedestrian', 'Cyclist', 'Car']
@@ -16,9 +15,9 @@ CLASSES = ['Pedestrian', 'Cyclist', 'Car']
 
 @pytest.fixture(scope='module')
 def tiny_model_state(tiny_kitti_root):
+    from mmdet3d.registry import MODELS
     from mmengine.registry import init_default_scope
 
-    from mmdet3d.registry import MODELS
     from mmdet3d_equity.utils.config import load_config
     cfg = load_config(KITTI_CFG)
     init_default_scope('mmdet3d')

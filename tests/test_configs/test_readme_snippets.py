@@ -3,9 +3,8 @@ backend (a list entry --cfg-options cannot append)."""
 import os.path as osp
 import re
 
-from mmengine.config import Config
-
 from _tool_helpers import REPO
+from mmengine.config import Config
 
 
 def test_tensorboard_snippet_adds_the_backend_and_keeps_the_visualizer(

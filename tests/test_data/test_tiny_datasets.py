@@ -18,8 +18,9 @@ def _stock_cfg(name):
 
 
 def _build(cfg):
-    import mmdet3d_equity  # noqa: F401  (registers + numpy compat shim)
     from mmengine.registry import init_default_scope
+
+    import mmdet3d_equity  # noqa: F401  (registers + numpy compat shim)
     init_default_scope('mmdet3d')
     from mmdet3d.registry import DATASETS
     return DATASETS.build(cfg)
@@ -284,7 +285,7 @@ def test_nus_boxes_project_onto_drawn_objects(tiny_nus_root):
                 name = classes[inst['bbox_label_3d']]
                 if name not in ('car', 'pedestrian'):
                     continue
-                x, y, z, l, w, h, yaw = inst['bbox_3d'][:7]
+                x, y, z, l, w, h, yaw = inst['bbox_3d'][:7]  # noqa: E741
                 # info boxes are gravity centred; sample at 30 % height
                 p = l2c @ np.array([x, y, z - 0.2 * h, 1.0])
                 if p[2] < 2 or p[2] > 35 or inst['num_lidar_pts'] < 30:
@@ -423,7 +424,9 @@ def test_oracle_likelihoods_are_planted_mode_frequencies(
         tiny_kitti_root, tmp_path):
     from collections import Counter
 
-    from mmdet3d_equity.studies.efficacy.oracle import write_oracle_likelihood_file
+    from mmdet3d_equity.studies.efficacy.oracle import (
+        write_oracle_likelihood_file,
+    )
     from mmdet3d_equity.utils import load_likelihood_file
     with open(osp.join(tiny_kitti_root, 'frame_modes.json')) as f:
         planted = json.load(f)

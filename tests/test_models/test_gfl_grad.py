@@ -16,8 +16,10 @@ from torch import nn
 
 import mmdet3d_equity  # noqa: F401  (registers)
 from mmdet3d_equity.models.head_adapters import adapter_for_head
-from mmdet3d_equity.models.sample_weighting import (PerSampleGradWeighting,
-                                                    UnsupportedHeadError)
+from mmdet3d_equity.models.sample_weighting import (
+    PerSampleGradWeighting,
+    UnsupportedHeadError,
+)
 
 CFG_DIR = None
 

@@ -9,15 +9,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from mmdet3d.registry import MODELS
+from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
 from mmengine.structures import InstanceData
 from torch import nn
 
 import mmdet3d_equity  # noqa: F401
-from mmdet3d.registry import MODELS
-from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
 from mmdet3d_equity import equity_weight
-from mmdet3d_equity.models.head_adapters import (HEAD_ADAPTERS,
-                                                 BEVHeadAdapter)
+from mmdet3d_equity.models.head_adapters import HEAD_ADAPTERS, BEVHeadAdapter
 
 PCR = [0.0, -8.0, -3.0, 16.0, 8.0, 1.0]  # 16 m x 16 m, one map cell = 2 m
 
@@ -190,9 +189,9 @@ def test_a_subclass_without_its_own_adapter_is_not_weighted():
 
 
 def test_ssb_works_on_the_user_head():
+    from mmdet3d.registry import HOOKS
     from mmengine.logging import MessageHub
 
-    from mmdet3d.registry import HOOKS
     from mmdet3d_equity.models.losses import SemanticScaleBalancedLoss
     from mmdet3d_equity.semantic_scale.measures import class_scales
     torch.manual_seed(0)

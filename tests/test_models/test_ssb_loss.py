@@ -4,13 +4,15 @@ import copy
 import os.path as osp
 
 import pytest
-from _model_cfgs import _center_head_cfg
 import torch
+from _model_cfgs import _center_head_cfg
+from mmdet3d.registry import MODELS
 
 import mmdet3d_equity  # noqa: F401  (registers)
-from mmdet3d.registry import MODELS
-from mmdet3d_equity.models.losses.ssb_loss import (HeadSSB,
-                                                   SemanticScaleBalancedLoss)
+from mmdet3d_equity.models.losses.ssb_loss import (
+    HeadSSB,
+    SemanticScaleBalancedLoss,
+)
 
 FOCAL = dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
              loss_weight=1.0)
@@ -188,9 +190,8 @@ TINY = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
 
 
 def _fcos3d_head_cfg():
-    from mmengine.config import Config
-
     import mmdet3d
+    from mmengine.config import Config
     cfg = Config.fromfile(osp.join(
         osp.dirname(mmdet3d.__file__), '.mim', 'configs', 'fcos3d',
         'fcos3d_r101-caffe-dcn_fpn_head-gn_8xb2-1x_nus-mono3d.py'))
@@ -209,9 +210,8 @@ def _tiny_anchor_head_cfg():
 
 
 def _gt(n_per_img=(3, 2)):
-    from mmengine.structures import InstanceData
-
     from mmdet3d.structures import LiDARInstance3DBoxes
+    from mmengine.structures import InstanceData
     g = torch.Generator().manual_seed(5)
     out = []
     sizes = torch.tensor([[0.8, 0.6, 1.73], [1.76, 0.6, 1.73],
@@ -288,9 +288,8 @@ def test_anchor3d_head_focal_trap_trains_exactly_like_stock():
 
 @pytest.mark.slow
 def test_center_head_task_channels_map_to_global_classes():
-    from mmengine.structures import InstanceData
-
     from mmdet3d.structures import LiDARInstance3DBoxes
+    from mmengine.structures import InstanceData
     gfl = dict(type='mmdet.GaussianFocalLoss', reduction='mean')
     torch.manual_seed(0)
     stock = MODELS.build(_center_head_cfg(gfl))

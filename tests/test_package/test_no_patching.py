@@ -78,7 +78,8 @@ for name, before in attrs.items():
 for qual, (cls, before) in classes.items():
     now = vars(cls)
     diff = sorted(k for k in set(before) | set(now)
-                  if k not in now or k not in before or now[k] is not before[k])
+                  if k not in now or k not in before
+                  or now[k] is not before[k])
     if diff:
         report['changed_classes'].append(f'{qual}: {diff}')
 for h in HEADS:

@@ -25,6 +25,7 @@ def test_equity_weight_matches_formula():
 
 def test_equity_weight_array_and_tensor_agree():
     import torch
+
     from mmdet3d_equity import equity_weight
     p = np.array([0.0, 0.1, 0.5, 1.0])
     w_np = equity_weight(p, 0.5, 2.0)
@@ -59,10 +60,9 @@ def test_custom_imports_registers_everything_in_mmdet3d_registries():
     """What a config's custom_imports line does: the plugin's modules appear
     in mmdet3d's registries (plain type names under default_scope mmdet3d),
     with names distinct from mmdet's own losses."""
+    from mmdet3d.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS
     from mmengine.config import Config
     from mmengine.utils import import_modules_from_strings
-
-    from mmdet3d.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS
     cfg = Config(dict(custom_imports=dict(imports=['mmdet3d_equity'],
                                           allow_failed_imports=False)))
     import_modules_from_strings(**cfg.custom_imports)

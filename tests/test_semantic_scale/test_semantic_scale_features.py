@@ -3,15 +3,17 @@ import os.path as osp
 
 import pytest
 import torch
+from mmdet3d.registry import MODELS
+from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 import mmdet3d_equity  # noqa: F401
-from mmdet3d.registry import MODELS
-from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
-from mmdet3d_equity.semantic_scale.features import (ObjectFeatureSampler,
-                                                    UnsupportedDetectorError,
-                                                    sample_map)
+from mmdet3d_equity.semantic_scale.features import (
+    ObjectFeatureSampler,
+    UnsupportedDetectorError,
+    sample_map,
+)
 
 TINY = 'configs/tiny/pointpillars_tiny-kitti-3class.py'
 

@@ -6,9 +6,15 @@ import pytest
 import torch
 
 from mmdet3d_equity.semantic_scale.measures import (
-    class_scales, class_scales_from_stats, imbalance_summary,
-    inter_class_term, marginal_effect_curve, semantic_scale,
-    semantic_scale_from_scatter, ssb_class_weights)
+    class_scales,
+    class_scales_from_stats,
+    imbalance_summary,
+    inter_class_term,
+    marginal_effect_curve,
+    semantic_scale,
+    semantic_scale_from_scatter,
+    ssb_class_weights,
+)
 
 
 def numpy_scale(z):

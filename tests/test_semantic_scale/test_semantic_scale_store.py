@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from mmdet3d_equity.semantic_scale.measures import (
-    class_scales, semantic_scale, semantic_scale_from_scatter,
-    semantic_scales_from_scatter)
+    class_scales,
+    semantic_scale,
+    semantic_scale_from_scatter,
+    semantic_scales_from_scatter,
+)
 from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
 
 RTOL = 1e-9

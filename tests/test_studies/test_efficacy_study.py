@@ -1,4 +1,5 @@
-"""The efficacy study (mmdet3d_equity.studies.efficacy.study, tools/efficacy_study.py): its
+"""The efficacy study (mmdet3d_equity.studies.efficacy.study,
+tools/efficacy_study.py): its
 rules on synthetic analyses (choice of the arm, the conclusion, weight
 ratios, oracle eta) and a reduced study end to end on a toy dataset."""
 import os.path as osp
@@ -114,8 +115,8 @@ def test_weight_ratio_and_oracle_eta(tmp_path):
     assert report.weight_ratio(None) is None
     assert report.weight_ratio(dict(slices=dict(day={}))) is None
     # oracle eta: W(p_fog) / W(1) = (eta + (1 - p_fog)^5) / eta = ratio
-    from mmdet3d_equity.studies.efficacy.oracle import oracle_likelihoods
     from mmdet3d_equity.models.losses.equity_weight import equity_weight
+    from mmdet3d_equity.studies.efficacy.oracle import oracle_likelihoods
     root = str(tmp_path)
     modes = {str(i): m for i, m in enumerate(
         ['day'] * 10 + ['dusk'] * 4 + ['fog'] * 2)}
@@ -133,10 +134,11 @@ def test_weight_ratio_and_oracle_eta(tmp_path):
         study.oracle_eta(root, 1.0)
     # the oracle_x10 arm as the benchmark builds it: its weight diagnostics
     # give a fog frame 10x the weight of a day frame
+    from mmdet3d_equity.benchmark.diagnostics import weight_diagnostics
+    from mmdet3d_equity.studies.efficacy.oracle import (
+        write_oracle_likelihood_file,
+    )
     from mmdet3d_equity.utils.config import load_config
-    from mmdet3d_equity.benchmark.diagnostics import \
-        weight_diagnostics
-    from mmdet3d_equity.studies.efficacy.oracle import write_oracle_likelihood_file
     oracle = osp.join(root, 'oracle_likelihoods.npz')
     write_oracle_likelihood_file(root, oracle)
     [arm] = study.build_arms(root, dict(study.REDUCED, arms=['oracle_x10']),

@@ -36,9 +36,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import nn
-
 from mmdet3d.registry import MODELS
+from torch import nn
 
 from ..head_adapters import adapter_for_head
 
@@ -47,8 +46,11 @@ SUPPORTED_INNER = ('mmdet.FocalLoss', 'mmdet.GaussianFocalLoss',
 
 
 def _inner_kind(module: nn.Module) -> str:
-    from mmdet.models.losses import (CrossEntropyLoss, FocalLoss,
-                                     GaussianFocalLoss)
+    from mmdet.models.losses import (
+        CrossEntropyLoss,
+        FocalLoss,
+        GaussianFocalLoss,
+    )
     if isinstance(module, FocalLoss):
         return 'focal'
     if isinstance(module, GaussianFocalLoss):
