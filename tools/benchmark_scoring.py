@@ -4,4 +4,6 @@ recipe. The same tool as ``python -m mmdet3d_equity.cli.benchmark_scoring``;
 from mmdet3d_equity.cli.benchmark_scoring import main
 
 if __name__ == '__main__':
-    main()
+    import sys
+    rc = main()
+    sys.exit(rc if isinstance(rc, int) else 0)

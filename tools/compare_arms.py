@@ -4,4 +4,6 @@ mmdet3d_equity.cli.compare_arms``; ``--help`` lists its options."""
 from mmdet3d_equity.cli.compare_arms import main
 
 if __name__ == '__main__':
-    main()
+    import sys
+    rc = main()
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -4,4 +4,6 @@ same tool as ``python -m mmdet3d_equity.cli.create_tiny_dataset``;
 from mmdet3d_equity.cli.create_tiny_dataset import main
 
 if __name__ == '__main__':
-    main()
+    import sys
+    rc = main()
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -3,4 +3,6 @@
 from mmdet3d_equity.cli.test import main
 
 if __name__ == '__main__':
-    main()
+    import sys
+    rc = main()
+    sys.exit(rc if isinstance(rc, int) else 0)

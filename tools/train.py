@@ -4,4 +4,6 @@ its options."""
 from mmdet3d_equity.cli.train import main
 
 if __name__ == '__main__':
-    main()
+    import sys
+    rc = main()
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -303,4 +303,6 @@ def benchmark_iterations(args):
 
 
 if __name__ == '__main__':
-    main()
+    import sys
+    rc = main()
+    sys.exit(rc if isinstance(rc, int) else 0)

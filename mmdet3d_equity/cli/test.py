@@ -54,4 +54,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    import sys
+    rc = main()
+    sys.exit(rc if isinstance(rc, int) else 0)
