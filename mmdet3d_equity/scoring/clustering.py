@@ -428,35 +428,6 @@ def score_embeddings(x, *, reducer: Optional[Mapping] = DEFAULT_REDUCER,
                 likelihood_def=likelihood_def, scorer=scorer)
 
 
-def combine_camera_scores(per_camera: Mapping[str, Dict], op: str) -> Dict:
-    """Combine per-camera scores of the same samples into one per sample.
-
-    ``op='min'``: p = min over cameras; ``op='mean'``: p = mean over cameras.
-    ``cluster_id``/``cluster_size`` are those of the camera with the lowest
-    likelihood (the sample's rarest view); cluster ids are made unique across
-    cameras as ``camera_index * (max id + 1) + id``.
-    """
-    if op not in ('min', 'mean'):
-        raise ScoringError(f"camera likelihood aggregation must be 'min' or "
-                           f"'mean', got {op!r}")
-    cams = list(per_camera)
-    if not cams:
-        raise ScoringError('no cameras to combine')
-    lik = np.stack([per_camera[c]['likelihood'] for c in cams], axis=1)
-    cid = np.stack([per_camera[c]['cluster_id'] for c in cams], axis=1)
-    size = np.stack([per_camera[c]['cluster_size'] for c in cams], axis=1)
-    rarest = np.argmin(lik, axis=1)
-    rows = np.arange(lik.shape[0])
-    stride = int(cid.max()) + 1
-    out_cid = rarest.astype(np.int64) * stride + cid[rows, rarest]
-    out = dict(likelihood=(lik.min(axis=1) if op == 'min'
-                           else lik.mean(axis=1)).astype(np.float64),
-               cluster_id=out_cid.astype(np.int64),
-               cluster_size=size[rows, rarest].astype(np.int64),
-               rarest_camera=[cams[i] for i in rarest])
-    return out
-
-
 # ------------------------------------------------------------ fitted scorer
 SCORER_FORMAT = 'mmdet3d_equity.scorer'
 SCORER_FORMAT_VERSION = 1
