@@ -182,6 +182,9 @@ def test_reduced_study_end_to_end(tmp_path):
     assert [a['name'] for a in out['confirmation']['spec']['arms']] == \
         ['gfl']
     assert '**Slice `fog`** (AP dense' in text
+    # the arms of the full design that this subset leaves out are named
+    assert ('- Arms of the full design not run in this study (`--arms` '
+            'chose the others): `gfl_norm`, `oracle`,') in text
     # the wall time of this invocation, which trained every run
     assert out['facts']['runs_trained'] == (4, 4)
     assert ('this invocation took ' in text and
@@ -292,3 +295,34 @@ def test_wall_time_counts_the_runs_this_invocation_trained(tmp_path):
     assert report.wall_clock(dict(seconds=3600.0, runs_trained=(4, 4))) == (
         'this invocation took 60 min of wall time, from preparing the data '
         'to this report, and trained all 4 runs')
+
+
+def test_cli_arms_and_seeds_choose_a_subset_of_the_design(capsys):
+    from mmdet3d_equity.cli import efficacy_study
+    args = efficacy_study.parse_args(
+        ['--arms', 'gfl', 'positive_control', '--select-seeds', '0', '1',
+         '--confirm-seeds', '7'])
+    assert args.size['arms'] == ['gfl', 'positive_control']
+    assert args.size['select_seeds'] == [0, 1]
+    assert args.size['confirm_seeds'] == [7]
+    # everything else is the full size, unchanged
+    assert args.size['epochs'] == study.FULL['epochs']
+    assert study.FULL['arms'] is None
+    # the report names what the subset leaves out, in the design's order
+    full = study.arm_names(study.FULL)
+    assert study.omitted_arms(args.size) == [
+        a for a in full if a not in ('gfl', 'positive_control')]
+    assert study.omitted_arms(study.FULL) == []
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--arms', 'gfl', 'nope'], "--arms: unknown study arms ['nope']"),
+    (['--select-seeds', '0', '1', '--confirm-seeds', '1', '2'],
+     'seeds [1] are both selection and confirmation seeds'),
+])
+def test_cli_refuses_a_bad_subset(argv, message, capsys):
+    from mmdet3d_equity.cli import efficacy_study
+    with pytest.raises(SystemExit) as exc:
+        efficacy_study.parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

@@ -559,7 +559,12 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
               'shows a "verdict" by chance.',
               '- Choice rule: the deployable arm (not oracle) with the '
               'largest mean fog gain on the selection seeds; it is re-run, '
-              'with the baseline, on the confirmation seeds.', '']
+              'with the baseline, on the confirmation seeds.']
+    if facts.get('omitted_arms'):
+        lines.append('- Arms of the full design not run in this study '
+                     '(`--arms` chose the others): ' + ', '.join(
+                         f'`{a}`' for a in facts['omitted_arms']) + '.')
+    lines.append('')
     if comp is not None:
         lines += ['### Is the baseline competent?', '',
                   'Thresholds fixed before the runs (issue 16): the '

@@ -322,6 +322,13 @@ def arm_names(size: Dict) -> List[str]:
     return names
 
 
+def omitted_arms(size: Dict) -> List[str]:
+    """The arms of ``size``'s full design that ``size['arms']`` leaves
+    out (none when every arm runs)."""
+    return [n for n in arm_names(dict(size, arms=None))
+            if n not in arm_names(size)]
+
+
 def build_arms(data_root: str, size: Dict, files: Dict) -> List[Dict]:
     """The method arms: (name, config, cfg_options, group, deployable)."""
     def cfg(suffix):
@@ -515,7 +522,8 @@ def run_study(data_root: str, work_dir: str, doc: str, size: Dict,
         detector_modes=(mode_likelihoods(
             data_root, files['detector_likelihoods'], 'train')
             if files.get('detector_likelihoods') else None),
-        arms=arms, chosen=chosen, competence_thresholds=COMPETENCE,
+        arms=arms, omitted_arms=omitted_arms(size),
+        chosen=chosen, competence_thresholds=COMPETENCE,
         claims=CLAIMS, endpoints=PRIMARY)
     write_efficacy_doc(doc, phase_a, phase_b, facts, overwrite=True)
     _log(f'wrote {doc} ({(time.time() - t0) / 60:.1f} min)')
