@@ -5,6 +5,8 @@
 # loss cannot be weighted exactly per sample. The sampler owns eta and gamma
 # (--cfg-options train_dataloader.sampler.loss.eta=0.3); there is no
 # EquityHook. Same likelihood file as the _equity config.
+# EquitySamplingHook saves the sampler's settings and the likelihood
+# file's content in the checkpoints and refuses a resume that changes them.
 _base_ = './pointpillars_tiny-kitti-3class.py'
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
@@ -17,3 +19,4 @@ train_dataloader = dict(
         _delete_=True, type='EquityDataset',
         likelihood_file='{{$EQUITY_TINY_KITTI:data/tiny_kitti}}/equity_likelihoods.npz',  # noqa: E501
         dataset={{_base_.train_dataloader.dataset}}))
+custom_hooks = [dict(type='EquitySamplingHook')]

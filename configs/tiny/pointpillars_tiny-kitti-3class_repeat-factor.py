@@ -6,6 +6,8 @@
 # documented default: frames less than half as common as the most common
 # appearance are repeated). No loss weighting, no EquityHook. Same
 # likelihood file as the _equity config.
+# EquitySamplingHook saves the sampler's settings and the likelihood
+# file's content in the checkpoints and refuses a resume that changes them.
 _base_ = './pointpillars_tiny-kitti-3class.py'
 
 custom_imports = dict(imports=['mmdet3d_equity'], allow_failed_imports=False)
@@ -16,3 +18,4 @@ train_dataloader = dict(
         _delete_=True, type='EquityDataset',
         likelihood_file='{{$EQUITY_TINY_KITTI:data/tiny_kitti}}/equity_likelihoods.npz',  # noqa: E501
         dataset={{_base_.train_dataloader.dataset}}))
+custom_hooks = [dict(type='EquitySamplingHook')]

@@ -8,9 +8,12 @@ leave no hook to notice them:
 * the hook was removed from the config (a checkpoint trained with equity
   weights or SSB, resumed as a plain run);
 * the resampling mode (``EquityWeightedSampler`` /
-  ``EquityRepeatFactorSampler``) has no hook: its sampler settings and its
-  likelihood file are read here from the config the checkpoint saved
-  (``meta['cfg']``, written by MMEngine's Runner).
+  ``EquityRepeatFactorSampler``) switched on or off, or its sampler
+  settings / likelihood file path changed: read here from the config the
+  checkpoint saved (``meta['cfg']``, written by MMEngine's Runner). The
+  content of its likelihood file (a file re-scored under the same path) is
+  checked by EquitySamplingHook, which ``tools/train.py`` adds to every
+  resampling config.
 
 Both are refused before the Runner is built, naming the difference and the
 explicit opt-in (``tools/train.py --allow-changed-settings``; it is saved in
@@ -26,14 +29,16 @@ from ..utils.errors import ConfigError
 
 #: checkpoint key of each hook (engine/hooks/*: CKPT_KEY) -> the hook type
 HOOK_CKPT_KEYS = {'equity_weighting': 'EquityHook',
-                  'semantic_scale_balance': 'SemanticScaleBalanceHook'}
+                  'semantic_scale_balance': 'SemanticScaleBalanceHook',
+                  'equity_sampling': 'EquitySamplingHook'}
 EQUITY_SAMPLERS = ('EquityWeightedSampler', 'EquityRepeatFactorSampler')
 OPT_IN = ('pass --allow-changed-settings to tools/train.py to resume with '
           'the change anyway (it is logged and saved in the config), or '
           'train anew in another --work-dir')
 
 
-def _type(node) -> str:
+def type_name(node) -> str:
+    """The registry name of a config dict's ``type`` (no scope)."""
     t = node.get('type', '') if isinstance(node, dict) else ''
     t = t if isinstance(t, str) else getattr(t, '__name__', str(t))
     return t.split('.')[-1]
@@ -64,7 +69,7 @@ def resumed_checkpoint(cfg) -> Optional[str]:
 def resume_differences(cfg, checkpoint: dict) -> List[str]:
     """What differs between the run the checkpoint was trained with and
     ``cfg`` that no hook of ``cfg`` checks."""
-    hooks = {_type(h) for h in cfg.get('custom_hooks') or []}
+    hooks = {type_name(h) for h in cfg.get('custom_hooks') or []}
     out = [f'the checkpoint was trained with {hook} (it saved '
            f"'{key}'), this config has no {hook} in custom_hooks"
            for key, hook in HOOK_CKPT_KEYS.items()
@@ -89,7 +94,7 @@ def resume_differences(cfg, checkpoint: dict) -> List[str]:
 
     old, old_file = sampler_and_file(saved)
     new, new_file = sampler_and_file(cfg)
-    old_type, new_type = _type(old), _type(new)
+    old_type, new_type = type_name(old), type_name(new)
     if old_type in EQUITY_SAMPLERS or new_type in EQUITY_SAMPLERS:
         if old_type != new_type:
             out.append(f'train_dataloader.sampler.type: {old_type!r} in the '

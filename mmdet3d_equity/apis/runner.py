@@ -24,7 +24,7 @@ from ..utils.config import (
 from ..utils.config_checks import check_machine, config_build_error
 from ..utils.fileio import check_not_directory, check_output_dir
 from ..utils.launch import prepare_runner_launch
-from .resume import check_resume
+from .resume import EQUITY_SAMPLERS, check_resume, type_name
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 TEST_TASKS = ('mono_det', 'multi-view_det', 'lidar_det', 'lidar_seg',
@@ -90,7 +90,28 @@ def build_train_config(config: str, *, work_dir: Optional[str] = None,
             raise ConfigError('--allow-changed-settings applies to a resumed '
                               'run: give --resume as well')
         cfg.allow_changed_settings = True  # saved with the config
+    bind_resampling(cfg)
     return cfg
+
+
+def bind_resampling(cfg) -> None:
+    """Add EquitySamplingHook to a resampling config that lacks it (the
+    sampler's settings and the likelihood file's content are then bound to
+    the checkpoints; ``--allow-changed-settings`` applies to it)."""
+    from mmengine.logging import print_log
+    loader = cfg.get('train_dataloader') or {}
+    sampler = loader.get('sampler') or {}
+    hooks = list(cfg.get('custom_hooks') or [])
+    if type_name(sampler) not in EQUITY_SAMPLERS or any(
+            type_name(h) == 'EquitySamplingHook' for h in hooks):
+        return
+    hooks.append(dict(type='EquitySamplingHook', allow_changed_settings=bool(
+        cfg.get('allow_changed_settings', False))))
+    cfg.custom_hooks = hooks
+    print_log(f'added custom_hooks.{len(hooks) - 1} = EquitySamplingHook: '
+              f'the {type_name(sampler)} settings and the likelihood '
+              "file's content are saved in the checkpoints and checked on "
+              'resume', logger='current')
 
 
 def _as_list(x):

@@ -111,6 +111,7 @@ class EquityRepeatFactorSampler(Sampler):
         rank, world_size = get_dist_info()
         self.rank, self.world_size = rank, world_size
         self.dataset = dataset
+        self.equity = equity
         self.seed = sync_random_seed() if seed is None else int(seed)
         #: draws per epoch over all ranks, before padding
         self.epoch_length = int(math.ceil(self.factors.sum() - 1e-9))
@@ -127,6 +128,14 @@ class EquityRepeatFactorSampler(Sampler):
                   f'{r.max():.4f}; {int((r > 1).sum())} of {len(r)} indices '
                   f'repeated), seed {self.seed}; no loss weighting',
                   'current')
+
+    def identity(self) -> dict:
+        """What determines the repeats (EquitySamplingHook saves it in
+        checkpoints): the threshold and the likelihood file's content."""
+        return dict(sampler='EquityRepeatFactorSampler',
+                    threshold=self.threshold,
+                    likelihood_content=self.equity.content_fingerprint,
+                    strict=self.equity.strict, missing=self.equity.missing)
 
     def counts(self, epoch: Optional[int] = None) -> np.ndarray:
         """Draws of every index in ``epoch`` (default: the current one)."""

@@ -125,6 +125,7 @@ class EquityWeightedSampler(Sampler):
         rank, world_size = get_dist_info()
         self.rank, self.world_size = rank, world_size
         self.dataset = dataset
+        self.equity = equity
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.weights = torch.as_tensor(
             self.gfl.raw_weight(equity.index_likelihoods(dataset)),
@@ -135,6 +136,7 @@ class EquityWeightedSampler(Sampler):
         total = len(dataset) if num_samples is None else int(num_samples)
         if total <= 0:
             raise ValueError(f'num_samples must be > 0, got {num_samples}')
+        self.epoch_draws = total  # over all ranks, before padding
         self.num_samples = math.ceil(total / world_size)
         self.total_size = self.num_samples * world_size
         self.epoch = 0
@@ -149,6 +151,16 @@ class EquityWeightedSampler(Sampler):
                   f"terms='all', normalisation='dataset'), with replacement, "
                   f'seed {self.seed}; no loss weighting. '
                   + msg.split(': ', 1)[1], 'current', level)
+
+    def identity(self) -> dict:
+        """What determines the draws (EquitySamplingHook saves it in
+        checkpoints): the weighting and the likelihood file's content."""
+        return dict(sampler='EquityWeightedSampler', eta=self.gfl.eta,
+                    gamma=self.gfl.gamma, terms=self.gfl.terms,
+                    normalisation=self.gfl.normalisation,
+                    num_samples=self.epoch_draws,
+                    likelihood_content=self.equity.content_fingerprint,
+                    strict=self.equity.strict, missing=self.equity.missing)
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator()

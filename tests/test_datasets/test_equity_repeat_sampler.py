@@ -167,7 +167,8 @@ def test_config_only_option(monkeypatch):
     assert ds.dataset == base.train_dataloader.dataset
     assert ds.likelihood_file == '/data/tiny_kitti/equity_likelihoods.npz'
     assert cfg.model == base.model
-    assert not cfg.get('custom_hooks')
+    # no loss weighting: the one hook binds the sampler to the checkpoints
+    assert cfg.custom_hooks == [dict(type='EquitySamplingHook')]
 
 
 def test_one_log_line_and_the_base_samplers_keys(tmp_path, monkeypatch):

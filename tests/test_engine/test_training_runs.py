@@ -292,3 +292,51 @@ def test_resample_config_trains(tiny_kitti_root, tmp_path):
     assert eq._claims == dict(sampling='EquityWeightedSampler')
     assert not [h for h in runner.hooks if type(h).__name__ == 'EquityHook']
     assert osp.isfile(tmp_path / 'w' / 'epoch_1.pth')
+
+
+@pytest.mark.slow
+def test_resampling_resume_with_a_rescored_file_is_refused(tiny_kitti_root,
+                                                           tmp_path):
+    """The resampling mode has no EquityHook: EquitySamplingHook (in the
+    shipped resample config) binds the likelihood file's content to the
+    checkpoints, so a file re-scored under the same path -- which the saved
+    config cannot show -- is refused on resume unless asked for."""
+    from mmengine.runner import Runner
+    from test_equity_train import write_tiny_likelihoods
+
+    from mmdet3d_equity.utils.errors import ConfigError
+    torch.set_num_threads(1)
+    config = osp.join(REPO, 'configs', 'tiny',
+                      'pointpillars_tiny-kitti-3class_equity-resample.py')
+    work = str(tmp_path / 'w')
+    cfg = tiny_cfg(config, work, tiny_kitti_root, epochs=2,
+                   extra_hooks=[dict(type='InterruptAfterEpoch', epoch=1)])
+    lik = str(tmp_path / 'equity_likelihoods.npz')
+    write_tiny_likelihoods(cfg, lik, seed=0)
+    cfg.train_dataloader.dataset.likelihood_file = lik
+    with pytest.raises(KeyboardInterrupt):
+        Runner.from_cfg(cfg).train()
+    saved = torch.load(osp.join(work, 'epoch_1.pth'), map_location='cpu',
+                       weights_only=False)['equity_sampling']['settings']
+    assert saved['sampler'] == 'EquityWeightedSampler'
+    write_tiny_likelihoods(cfg, lik, seed=1)  # re-scored, same path
+
+    def resumed(**hook_kw):
+        again = tiny_cfg(config, work, tiny_kitti_root, epochs=2,
+                         resume=True)
+        again.train_dataloader.dataset.likelihood_file = lik
+        again.custom_hooks[0].update(hook_kw)
+        return again
+
+    with pytest.raises(ConfigError, match=r'EquitySamplingHook: the resumed '
+                       r'checkpoint was trained with other settings '
+                       r"\(likelihood_content: '"):
+        train(resumed())
+    assert not osp.isfile(osp.join(work, 'epoch_2.pth'))
+    train(resumed(allow_changed_settings=True))
+    state = torch.load(osp.join(work, 'epoch_2.pth'), map_location='cpu',
+                       weights_only=False)['equity_sampling']
+    assert state['settings']['likelihood_content'] != \
+        saved['likelihood_content']
+    assert [list(h['changes']) for h in state['history']] == [
+        ['likelihood_content']]

@@ -72,6 +72,8 @@ def test_custom_imports_registers_everything_in_mmdet3d_registries():
     assert MODELS.get('SemanticScaleBalancedLoss') is not None
     assert HOOKS.get('EquityHook') is not None
     assert HOOKS.get('SemanticScaleBalanceHook') is not None
+    assert HOOKS.get('EquitySamplingHook') is not None
+    assert DATA_SAMPLERS.get('EquityRepeatFactorSampler') is not None
     # mmdet's unrelated "GFL" (QualityFocalLoss) is untouched and distinct
     from mmdet.registry import MODELS as MMDET_MODELS
     assert MMDET_MODELS.get('QualityFocalLoss') is not \
