@@ -60,6 +60,7 @@ def one_line_errors(tool: str):
                 if err is None:
                     raise
                 sys.exit(report_error(tool, err))
+        run.tool = tool  # the name its error lines start with
         return run
     return wrap
 

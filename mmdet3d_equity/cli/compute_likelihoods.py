@@ -239,7 +239,7 @@ def build_kwargs(args):
                 slice_file=args.slice_file)
 
 
-@one_line_errors('compute_likelihoods')
+@one_line_errors('compute_likelihoods.py')
 def main(argv=None):
     args = parse_args(argv)
     kwargs = build_kwargs(args)
@@ -249,7 +249,7 @@ def main(argv=None):
         run_compute_likelihoods(args.config, args.out,
                                 launcher=args.launcher, **kwargs)
     except TOOL_ERRORS as e:
-        return report_error('compute_likelihoods', e)
+        return report_error('compute_likelihoods.py', e)
     return 0
 
 

@@ -151,7 +151,7 @@ def stdout_silenced(enabled: bool = True):
         os.close(saved)
 
 
-@one_line_errors('create_tiny_dataset')
+@one_line_errors('create_tiny_dataset.py')
 def main(argv=None):
     args = parse_args(argv)
     from equity_tiny_data import create_tiny_kitti, create_tiny_nuscenes

@@ -31,7 +31,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-@one_line_errors('nuscenes_slices')
+@one_line_errors('nuscenes_slices.py')
 def main(argv=None):
     args = parse_args(argv)
     from mmdet3d_equity.evaluation.slice_sources import (
@@ -44,7 +44,7 @@ def main(argv=None):
             args.data_root, args.version, args.out, words=args.words,
             day=not args.no_day, overwrite=args.overwrite)
     except (SliceError, OutputError) as e:
-        print(f'nuscenes_slices: error: {e}', file=sys.stderr)
+        print(f'nuscenes_slices.py: error: {e}', file=sys.stderr)
         return 2
     print(f'slice file written: {args.out}')
     for name, n in counts.items():

@@ -45,7 +45,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-@one_line_errors('score_split')
+@one_line_errors('score_split.py')
 def main(argv=None):
     args = parse_args(argv)
     import mmdet3d_equity  # noqa: F401  (registers the plugin)
@@ -63,7 +63,7 @@ def main(argv=None):
             slice_file=args.slice_file, eta=args.eta, gamma=args.gamma,
             cfg_options=args.cfg_options)
     except TOOL_ERRORS as e:
-        return report_error('score_split', e)
+        return report_error('score_split.py', e)
     return 0
 
 

@@ -138,8 +138,7 @@ def test_every_tool_refuses_an_override_that_would_change_nothing(
         '--cfg-options', 'data_root=/other/']
     rc = call_tool(tool, argv)
     assert rc == 2
-    line = _one_line(capsys, tool if tool in (
-        'compute_likelihoods', 'score_split') else f'{tool}.py')
+    line = _one_line(capsys, f'{tool}.py')
     assert "--cfg-options data_root=/other/: 'data_root' is a variable of " \
         'the config file' in line
     assert 'Override the Runner keys that hold its value instead: ' \
@@ -212,3 +211,26 @@ def test_the_machine_check_finds_kitti_metric_in_every_evaluator_form():
     cfg.val_cfg = dict(type='ValLoop')
     with pytest.raises(ConfigError, match='^val_evaluator is mmdet3d'):
         check_machine(cfg, True, lambda: False)
+
+
+def test_every_tool_names_itself_as_its_script_in_error_lines():
+    """Every tool's main prints its errors as one line starting with the
+    name of its script in tools/ ('<tool>.py: error: ...'), and every
+    script of tools/ has such a tool."""
+    import glob
+    import importlib
+    import os.path as osp
+    import pkgutil
+
+    from _tool_helpers import REPO
+
+    import mmdet3d_equity.cli as cli
+    names = [m.name for m in pkgutil.iter_modules(cli.__path__)
+             if not m.name.startswith('_')]
+    assert names
+    for name in names:
+        main = importlib.import_module(f'mmdet3d_equity.cli.{name}').main
+        assert getattr(main, 'tool', None) == f'{name}.py', name
+    scripts = {osp.basename(p)[:-3]
+               for p in glob.glob(osp.join(REPO, 'tools', '*.py'))}
+    assert scripts == set(names)

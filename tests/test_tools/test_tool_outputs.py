@@ -34,7 +34,7 @@ def test_compute_likelihoods_refused_rerun_keeps_every_file(
         [KITTI_CFG, '--out', str(out_dir / 'lik.npz')])
     assert rc == 2
     err = capsys.readouterr().err
-    assert 'compute_likelihoods: error: output(s) [' in err
+    assert 'compute_likelihoods.py: error: output(s) [' in err
     assert 'already exist; pass --overwrite (overwrite=True) to replace ' \
         'them, or choose another --out' in err
     assert snapshot(out_dir) == before
@@ -44,13 +44,13 @@ def test_compute_likelihoods_checks_outputs_before_work(tmp_path, a_file,
                                                         capsys):
     cl = tool('compute_likelihoods')
     assert cl.main([KITTI_CFG, '--out', str(a_file / 'lik.npz')]) == 2
-    assert f'compute_likelihoods: error: the output path {a_file} exists ' \
+    assert f'compute_likelihoods.py: error: the output path {a_file} exists ' \
         'and is not a directory; choose another location' in \
         capsys.readouterr().err
     assert cl.main([KITTI_CFG, '--out', str(a_file / 'sub' / 'lik.npz')]) \
         == 2
-    assert f'compute_likelihoods: error: cannot create the output directory ' \
-        f'{a_file}/sub (' in capsys.readouterr().err
+    assert f'compute_likelihoods.py: error: cannot create the output ' \
+        f'directory {a_file}/sub (' in capsys.readouterr().err
     assert cl.main([KITTI_CFG, '--out', str(tmp_path / 'lik.npz'),
                     '--cache-dir', str(a_file / 'cache')]) == 2
     assert 'cannot create the embedding cache directory' in \
@@ -84,15 +84,16 @@ def test_create_tiny_dataset_checks_the_parent_before_work(a_file, capsys):
     rc = exit_code(tool('create_tiny_dataset').main,
                    ['kitti', '--out', str(a_file / 'tiny')])
     assert rc == 2
-    assert f'create_tiny_dataset: error: the parent path {a_file} exists ' \
+    assert f'create_tiny_dataset.py: error: the parent path {a_file} exists ' \
         'and is not a directory; choose another location' in \
         capsys.readouterr().err
     rc = exit_code(tool('create_tiny_dataset').main,
                    ['kitti', '--out', str(a_file / 'sub' / 'tiny')])
     assert rc == 2
     err = capsys.readouterr().err
-    assert f'create_tiny_dataset: error: cannot create the parent directory ' \
-        f'{a_file}/sub (' in err and 'choose a writable location' in err
+    assert f'create_tiny_dataset.py: error: cannot create the parent ' \
+        f'directory {a_file}/sub (' in err
+    assert 'choose a writable location' in err
 
 
 def test_train_and_test_check_outputs_before_the_runner(tmp_path, a_file,
@@ -144,11 +145,11 @@ def test_tiny_dataset_follows_the_umask(tiny_kitti_root):
 
 
 @pytest.mark.parametrize('args,message', [
-    (['--eta', '-1'], 'compute_likelihoods: error: --eta/--gamma (the W(p) '
+    (['--eta', '-1'], 'compute_likelihoods.py: error: --eta/--gamma (the W(p) '
      'of the CSV weight column and figures): equity_weight: eta must be a '
      'finite number >= 0, got -1.0\n'),
     (['--clusterer', 'hdbscan', '--save-scorer'],
-     "compute_likelihoods: error: --save-scorer / --score-split: "
+     "compute_likelihoods.py: error: --save-scorer / --score-split: "
      "scikit-learn's HDBSCAN cannot place new samples in a fitted "
      'clustering; use --clusterer kmeans/gmm/dbscan or --likelihood '
      'density\n'),
@@ -209,7 +210,7 @@ def test_compute_likelihoods_out_that_is_a_directory_is_refused_first(
                 [KITTI_CFG, '--out', str(out)] + extra)
         assert rc == 2
         err = capsys.readouterr().err
-        assert err == (f'compute_likelihoods: error: the --out path {out} '
+        assert err == (f'compute_likelihoods.py: error: the --out path {out} '
                        'is an existing directory, which a file cannot '
                        'replace; choose another path (or remove the '
                        'directory)\n')
@@ -278,7 +279,7 @@ def test_disk_full_while_writing_is_one_line_and_the_rerun_is_not_blocked(
         assert _score(tiny_kitti_root, tmp_path / 'lik.npz') == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (
-        f'compute_likelihoods: error: cannot write the output '
+        f'compute_likelihoods.py: error: cannot write the output '
         f'{tmp_path}/lik.csv (No space left on device): the disk is full: '
         'free space there or choose another location; nothing of it was '
         'kept, so the rerun starts clean')
@@ -310,7 +311,7 @@ def test_disk_full_while_logging_is_one_line(tiny_kitti_root, tmp_path,
         assert _score(tiny_kitti_root, tmp_path / 'lik.npz') == 2
     err = capsys.readouterr().err
     line = err.strip().splitlines()[-1]
-    assert line.startswith('compute_likelihoods: error: ')
+    assert line.startswith('compute_likelihoods.py: error: ')
     assert (f'cannot write the log file {tmp_path}/lik.log (No space left '
             'on device): the disk is full: free space there or choose '
             'another location; the log stops there and the rerun replaces '
