@@ -2,7 +2,9 @@
 tools/efficacy_study.py): its
 rules on synthetic analyses (choice of the arm, the conclusion, weight
 ratios, oracle eta) and a reduced study end to end on a toy dataset."""
+import os
 import os.path as osp
+import shutil
 
 import pytest
 
@@ -326,3 +328,43 @@ def test_cli_refuses_a_bad_subset(argv, message, capsys):
         efficacy_study.parse_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_oracle_file_is_bound_to_the_data_it_was_written_for(
+        tiny_kitti_root, tmp_path):
+    """The oracle arm's likelihood file passes the train dataset's binding
+    check (it names the info file as the dataset reads it), and is refused
+    for other data with the same frame ids."""
+    from _toy_equity import _build
+    from mmdet3d.utils import register_all_modules
+
+    from mmdet3d_equity.studies.efficacy.oracle import (
+        write_oracle_likelihood_file,
+    )
+    from mmdet3d_equity.utils import load_likelihood_file
+    from mmdet3d_equity.utils.config import load_config, package_config
+    from mmdet3d_equity.utils.errors import LikelihoodFileError
+    register_all_modules(init_default_scope=True)
+    out = str(tmp_path / 'oracle.npz')
+    write_oracle_likelihood_file(tiny_kitti_root, out)
+    assert load_likelihood_file(out)['dataset']['ann_file'] == osp.join(
+        tiny_kitti_root, 'kitti_infos_train.pkl')
+    os.environ['EQUITY_TINY_KITTI'] = tiny_kitti_root
+    try:
+        cfg = load_config(package_config(study.SCORED_CFG))
+    finally:
+        del os.environ['EQUITY_TINY_KITTI']
+    inner = cfg.train_dataloader.dataset
+    while 'dataset' in inner:
+        inner = inner.dataset
+    inner = dict(inner, pipeline=[])
+    eq = _build(dict(type='EquityDataset', likelihood_file=out,
+                     dataset=inner))
+    assert len(eq) == len(load_likelihood_file(out)['sample_ids'])
+    # the same ids on another data root (a copy of the info file only)
+    other = tmp_path / 'other'
+    other.mkdir()
+    shutil.copy(osp.join(tiny_kitti_root, 'kitti_infos_train.pkl'), other)
+    with pytest.raises(LikelihoodFileError, match='belongs to other data'):
+        _build(dict(type='EquityDataset', likelihood_file=out,
+                    dataset=dict(inner, data_root=str(other) + '/')))

@@ -55,6 +55,10 @@ def write_oracle_likelihood_file(root: str, out: str,
     (``ann_file``: the info file the train dataset reads). Returns the
     record."""
     from ...utils.likelihood_file import build_record, save_likelihood_file
+    root = osp.abspath(root)
+    # the info file as the train dataset reads it (data_root + ann_file):
+    # the binding check compares absolute paths
+    ann_file = osp.join(root, ann_file)
     planted = read_frame_modes(root)
     lik = oracle_likelihoods(root, 'train')
     ids = sorted(lik, key=lambda s: (len(s), s))
@@ -66,7 +70,7 @@ def write_oracle_likelihood_file(root: str, out: str,
         ids, [lik[s] for s in ids], cluster_id,
         [sizes[m] for m in train_modes], id_key='sample_idx',
         dataset=dict(type=planted.get('dataset', 'kitti'),
-                     data_root=osp.abspath(root), ann_file=ann_file,
+                     data_root=root, ann_file=ann_file,
                      split='train', num_samples=len(ids)),
         embedder=dict(type=ORACLE_EMBEDDER, source='frame_modes.json'),
         reducer=None,
