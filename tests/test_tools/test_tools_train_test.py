@@ -55,6 +55,14 @@ def test_train_then_test_tiny_kitti(tiny_kitti_checkpoint, tmp_path):
     assert all(0.0 <= metrics[k] <= 100.0 for k in keys
                if ':count/' not in k)
     assert osp.isfile(out_pkl)
+    # the config's SliceLogProcessor: the evaluation's log line holds the
+    # whole-split keys only (every key is in the metrics JSON above)
+    line = [x for x in last_run_log(test_dir).splitlines()
+            if 'Epoch(test)' in x and 'SliceMetric slice keys' in x]
+    assert len(line) == 1, 'no compact evaluation line'
+    n_slice = sum(1 for k in metrics if k.startswith('Kitti metric/@'))
+    assert f'(+{n_slice} SliceMetric slice keys' in line[0]
+    assert '@fog' not in line[0] and len(line[0]) < len(str(metrics)) / 4
 
 
 @pytest.mark.slow
