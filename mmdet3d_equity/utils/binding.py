@@ -17,7 +17,7 @@ from mmengine.logging import print_log
 from .errors import ConfigError, LikelihoodFileError
 from .identity import dataset_fingerprint, samples_fingerprint
 
-CLAIM_KINDS = ('loss', 'sampling', 'inspection')
+CLAIM_KINDS = ('loss', 'sampling', 'inspection', 'binding')
 WEIGHT_OWNER_HELP = (
     "custom_hooks = [dict(type='EquityHook', loss=dict("
     "type='GeneralizedFocalLoss', eta=1.0, gamma=5.0))] (loss weighting), "
@@ -80,7 +80,8 @@ def likelihood_table(record: Mapping, ids: Iterable[str], path: str,
 class Claims(dict):
     """{kind: owner} of what applies a wrapper's likelihoods: ``'loss'``
     (EquityHook), ``'sampling'`` (a sampler), ``'inspection'`` (reading
-    samples outside training). W applied twice -- loss weighting with
+    samples outside training); ``'binding'``: EquitySamplingHook, which a
+    sampler needs in training. W applied twice -- loss weighting with
     resampling, or two loss owners -- is refused."""
 
     def claim(self, kind: str, owner: str) -> None:
@@ -104,8 +105,17 @@ class Claims(dict):
             del self[kind]
 
     def require(self) -> None:
-        """Refuse to serve samples that nothing applies."""
-        if not self:
+        """Refuse to serve samples that nothing applies, or that a sampler
+        applies without EquitySamplingHook binding it to the checkpoints."""
+        if 'sampling' in self and not {'binding', 'inspection'} & set(self):
+            raise ConfigError(
+                f"EquityDataset: the {self['sampling']} resamples without "
+                'EquitySamplingHook, so the checkpoints would not record the '
+                "sampler's settings and the likelihood file's content, and a "
+                'resume with a re-scored file would go unnoticed. Add '
+                "custom_hooks = [dict(type='EquitySamplingHook')] (the "
+                "plugin's tools/train.py adds it).")
+        if not {'loss', 'sampling', 'inspection'} & set(self):
             raise RuntimeError(
                 'EquityDataset: nothing applies the likelihoods this wrapper '
                 'attaches, so training would silently be the stock baseline. '

@@ -17,6 +17,7 @@ from _toy_equity import (  # noqa: F401
 import mmdet3d_equity  # noqa: F401
 from mmdet3d_equity import equity_weight
 from mmdet3d_equity.engine.hooks.equity_hook import EquityHook
+from mmdet3d_equity.utils.errors import ConfigError
 
 
 @pytest.fixture
@@ -82,6 +83,13 @@ def test_sampler_through_mmengine_dataloader_builder(lik_file):
         seed=0)
     assert type(loader.sampler).__name__ == 'EquityWeightedSampler'
     assert loader.sampler.gfl.eta == 0.3 and loader.sampler.gfl.gamma == 2.0
+    # a sampler without EquitySamplingHook (which binds it to the
+    # checkpoints) is refused at the first sample, naming the fix
+    with pytest.raises(ConfigError, match=r"resamples without "
+                       r"EquitySamplingHook.*custom_hooks = \[dict\("
+                       r"type='EquitySamplingHook'\)\]"):
+        next(iter(loader))
+    loader.dataset.claim('binding', 'EquitySamplingHook')  # what it does
     batch = next(iter(loader))
     assert len(batch['data_samples']) == 3
     for ds in batch['data_samples']:

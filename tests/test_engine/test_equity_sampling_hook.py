@@ -31,6 +31,7 @@ def _sampler(dataset, cfg):
 def _runner(sampler, resume=False, it=0, hooks=(HOOK,)):
     return SimpleNamespace(
         iter=it, _resume=resume, cfg=dict(custom_hooks=list(hooks)),
+        train_loop=SimpleNamespace(),
         train_dataloader=SimpleNamespace(dataset=sampler.dataset,
                                          sampler=sampler))
 
@@ -62,6 +63,10 @@ def test_identities_hold_settings_and_content(tmp_path):
         missing='error')
     assert _checkpoint(_sampler(ds2, REPEAT))['equity_sampling'] == dict(
         settings=_sampler(ds2, REPEAT).identity(), history=[])
+    # the hook claims the wrapper for the sampler (without it the wrapper
+    # refuses to serve training samples: test_equity_checks)
+    assert ds2._claims == dict(sampling='EquityRepeatFactorSampler',
+                               binding='EquitySamplingHook')
 
 
 @pytest.mark.parametrize('cfg', [WEIGHTED, REPEAT])

@@ -289,7 +289,8 @@ def test_resample_config_trains(tiny_kitti_root, tmp_path):
     assert type(sampler).__name__ == 'EquityWeightedSampler'
     assert (sampler.gfl.eta, sampler.gfl.gamma) == (0.5, 5.0)
     eq = runner.train_dataloader.dataset
-    assert eq._claims == dict(sampling='EquityWeightedSampler')
+    assert eq._claims == dict(sampling='EquityWeightedSampler',
+                              binding='EquitySamplingHook')
     assert not [h for h in runner.hooks if type(h).__name__ == 'EquityHook']
     assert osp.isfile(tmp_path / 'w' / 'epoch_1.pth')
 

@@ -319,6 +319,5 @@ def _restart_prefetching_workers(runner) -> None:
         return
     loader._iterator = None  # persistent workers keep their old copies
     loop.dataloader_iterator = type(it)(loader)
-    print_log('EquityHook: restarted the dataloader workers that the '
-              'iteration-based loop started before the EquityDataset was '
-              'claimed', 'current')
+    print_log('restarted the dataloader workers that the iteration-based '
+              'loop started before the EquityDataset was claimed', 'current')

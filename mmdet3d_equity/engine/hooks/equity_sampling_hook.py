@@ -9,9 +9,11 @@ or likelihood file differs -- e.g. the file re-scored under the same path --
 is refused unless ``allow_changed_settings=True`` (then the change is logged
 and kept in the checkpoints' history), as EquityHook does for the weighting.
 
-The shipped resampling configs list it in ``custom_hooks``;
-``tools/train.py`` adds it to a resampling config that lacks it (logged).
-With MMDetection3D's own ``tools/train.py``, add it yourself::
+The samplers need it: an EquityDataset served by a resampling sampler
+without it refuses its first training sample. The shipped resampling
+configs list it in ``custom_hooks``; ``tools/train.py`` adds it to a
+resampling config that lacks it (logged). With MMDetection3D's own
+``tools/train.py``, add it yourself::
 
     custom_hooks = [dict(type='EquitySamplingHook')]
 """
@@ -26,6 +28,7 @@ from mmdet3d_equity.datasets.equity_repeat_sampler import (
 from mmdet3d_equity.datasets.equity_sampler import EquityWeightedSampler
 from mmdet3d_equity.utils.errors import ConfigError
 
+from .equity_hook import _restart_prefetching_workers
 from .guard import refuse_or_log_changes, settings_changes
 
 CKPT_KEY = 'equity_sampling'
@@ -61,6 +64,8 @@ class EquitySamplingHook(Hook):
                 'EquityRepeatFactorSampler, or remove EquitySamplingHook '
                 'from custom_hooks')
         self._identity = sampler.identity()
+        sampler.equity.claim('binding', 'EquitySamplingHook')
+        _restart_prefetching_workers(runner)
         if self._resumed is None:
             return
         saved = self._resumed.get('settings')
