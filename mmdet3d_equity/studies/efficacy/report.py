@@ -557,6 +557,11 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
               'split do not drop; the choice rule uses (a). The other rows '
               'are reported, not tested; at 95% about one in twenty of them '
               'shows a "verdict" by chance.',
+              '- Reproducibility: training is bit-identical for a seed on '
+              'one machine, but not across machines (thread scheduling and '
+              'floating-point order differ): another machine gives other '
+              'per-seed values, so read the means with their spread and '
+              'the paired intervals, not single seeds.',
               '- Choice rule: the deployable arm (not oracle) with the '
               'largest mean fog gain on the selection seeds; it is re-run, '
               'with the baseline, on the confirmation seeds.']
