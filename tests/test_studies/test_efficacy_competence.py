@@ -66,7 +66,7 @@ def test_competence_check_passes_and_fails_with_a_clear_line():
                              study.COMPETENCE)
     assert not miss['ok'] and 'Car whole-split stock AP (mean)' in \
         miss['line']
-    # the thresholds are issue 16's
+    # the thresholds fixed before the runs
     assert study.COMPETENCE['min_mean'] == dict(Car=85.0, Pedestrian=50.0,
                                                 Cyclist=40.0)
     assert study.COMPETENCE['max_car_std'] == 3.0

@@ -2,7 +2,7 @@
 # the tiny PointPillars on the study's tiny KITTI dataset, where the rare
 # 'fog' mode is rare in train (6 %) and enriched in val (50 %). The study sets
 # EQUITY_TINY_KITTI (default data/tiny_kitti_study) for every run.
-# Sized for competence, not for speed (issue 16; measurements in
+# Sized for competence, not for speed (measurements in docs/testbed.md and
 # docs/efficacy.md): the full-width tiny PointPillars (backbone 32/64/128,
 # neck 3 x 64) for 24 epochs of the 128 train frames (768 iterations).
 # Pedestrian and Cyclist use the assigner thresholds of mmdet3d's SECOND

@@ -1,4 +1,4 @@
-# Testbed experiment (issue 16): stride-1 anchors, half-width backbone
+# Testbed trial (docs/testbed.md): stride-1 anchors, half-width backbone
 # (16/32/64) and neck (3 x 32).
 _base_ = './pp_w64n32_s1.py'
 model = dict(

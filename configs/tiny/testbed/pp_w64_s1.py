@@ -1,4 +1,4 @@
-# Testbed experiment (issue 16): the neck upsamples to stride 1 of the
+# Testbed trial (docs/testbed.md): the neck upsamples to stride 1 of the
 # 0.32 m pillars, so anchors lie on a 0.32 m grid (Pedestrian: 95 % of the
 # objects get an anchor over the assigner's 0.5 IoU, 26 % on the 0.64 m grid).
 _base_ = './pp_w64_s2.py'

@@ -1,4 +1,4 @@
-# Testbed experiment (issue 16): stride-2 anchors (0.64 m grid) with the
+# Testbed trial (docs/testbed.md): stride-2 anchors (0.64 m grid) with the
 # Pedestrian / Cyclist assigner thresholds of mmdet3d's SECOND 3-class KITTI
 # config (positive 0.35, negative 0.2, min positive 0.2; Car unchanged).
 _base_ = './pp_w64_s2.py'

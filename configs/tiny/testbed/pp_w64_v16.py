@@ -1,4 +1,4 @@
-# Testbed experiment (issue 16): 0.16 m pillars (as stock PointPillars), the
+# Testbed trial (docs/testbed.md): 0.16 m pillars (as stock PointPillars), the
 # stride-2 feature map then has 0.32 m anchors.
 _base_ = './pp_w64_s2.py'
 voxel_size = [0.16, 0.16, 4]

@@ -1,4 +1,4 @@
-# Testbed experiment (issue 16): stride-1 anchors (pp_w64_s1) with a
+# Testbed trial (docs/testbed.md): stride-1 anchors (pp_w64_s1) with a
 # narrower neck (3 x 32 channels, head 96).
 _base_ = './pp_w64_s1.py'
 model = dict(

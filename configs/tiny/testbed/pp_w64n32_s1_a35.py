@@ -1,4 +1,4 @@
-# Testbed experiment (issue 16): stride-1 anchors (0.32 m grid), narrow neck,
+# Testbed trial (docs/testbed.md): stride-1 anchors (0.32 m grid), narrow neck,
 # SECOND-style Pedestrian / Cyclist assigner thresholds.
 _base_ = './pp_w64n32_s1.py'
 _small = dict(type='Max3DIoUAssigner',

@@ -572,7 +572,7 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
     lines.append('')
     if comp is not None:
         lines += ['### Is the baseline competent?', '',
-                  'Thresholds fixed before the runs (issue 16): the '
+                  'Thresholds fixed before the runs: the '
                   "baseline's whole-split stock AP40 per class, averaged "
                   'over the selection seeds, the seed spread of Car, and the '
                   'rare slice harder than the common one (else there is '

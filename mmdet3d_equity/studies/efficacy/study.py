@@ -75,8 +75,8 @@ CLAIMS = OrderedDict([
                want='not worse')),
 ])
 #: the baseline must be competent for any verdict to mean something
-#: (issue 16): whole-split stock AP40 (moderate, loose IoU) averaged over
-#: the selection seeds, the seed spread of Car, and fog harder than day
+#: (docs/testbed.md): whole-split stock AP40 (moderate, loose IoU) averaged
+#: over the selection seeds, the seed spread of Car, and fog harder than day
 COMPETENCE = dict(min_mean={'Car': 85.0, 'Pedestrian': 50.0,
                             'Cyclist': 40.0},
                   max_car_std=3.0, harder='fog', easier='day')
