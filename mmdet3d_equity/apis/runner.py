@@ -97,16 +97,23 @@ def build_train_config(config: str, *, work_dir: Optional[str] = None,
 def bind_resampling(cfg) -> None:
     """Add EquitySamplingHook to a resampling config that lacks it (the
     sampler's settings and the likelihood file's content are then bound to
-    the checkpoints; ``--allow-changed-settings`` applies to it)."""
+    the checkpoints); ``--allow-changed-settings`` (saved as
+    ``cfg.allow_changed_settings``) reaches it, added or listed."""
     from mmengine.logging import print_log
     loader = cfg.get('train_dataloader') or {}
     sampler = loader.get('sampler') or {}
     hooks = list(cfg.get('custom_hooks') or [])
-    if type_name(sampler) not in EQUITY_SAMPLERS or any(
-            type_name(h) == 'EquitySamplingHook' for h in hooks):
+    if type_name(sampler) not in EQUITY_SAMPLERS:
         return
-    hooks.append(dict(type='EquitySamplingHook', allow_changed_settings=bool(
-        cfg.get('allow_changed_settings', False))))
+    allow = bool(cfg.get('allow_changed_settings', False))
+    present = [h for h in hooks if type_name(h) == 'EquitySamplingHook']
+    if present:
+        if allow:  # --allow-changed-settings covers the resampling mode
+            for h in present:
+                h['allow_changed_settings'] = True
+        return
+    hooks.append(dict(type='EquitySamplingHook',
+                      allow_changed_settings=allow))
     cfg.custom_hooks = hooks
     print_log(f'added custom_hooks.{len(hooks) - 1} = EquitySamplingHook: '
               f'the {type_name(sampler)} settings and the likelihood '

@@ -162,6 +162,11 @@ def test_train_tool_adds_the_hook_to_a_resampling_config(caplog):
     c = cfg(dict(type='EquityWeightedSampler'), allow_changed_settings=True)
     bind_resampling(c)
     assert c.custom_hooks[-1]['allow_changed_settings'] is True
+    # ... and the hook the config lists already
+    c = cfg(dict(type='EquityWeightedSampler'), hooks=[dict(HOOK)],
+            allow_changed_settings=True)
+    bind_resampling(c)
+    assert c.custom_hooks == [dict(HOOK, allow_changed_settings=True)]
     # present already, or no resampling: unchanged
     for c in (cfg(dict(type='EquityWeightedSampler'), hooks=[HOOK]),
               cfg(dict(type='DefaultSampler', shuffle=True))):
