@@ -47,9 +47,9 @@ from mmdet3d_equity.utils.errors import ArgumentError
 
 from .guard import (
     misplaced_keys,
-    refuse_or_log_changes,
     remove_on_failure,
-    settings_changes,
+    restart_prefetching_workers,
+    resume_history,
 )
 
 CKPT_KEY = 'equity_weighting'
@@ -256,16 +256,10 @@ class EquityHook(Hook):
                      getattr(loader, 'sampler', None))
         try:
             if self._resumed is not None:
-                saved = self._resumed.get('settings')
-                changes = settings_changes(saved, self.identity()) if saved \
-                    else {'EquityHook': ('absent', 'present')}
-                refuse_or_log_changes(runner, 'EquityHook', changes,
-                                      self.allow_changed_settings)
-                self._history = list(self._resumed.get('history', []))
-                if changes:
-                    self._history.append(dict(iter=int(runner.iter),
-                                              changes=changes))
-            _restart_prefetching_workers(runner)
+                self._history = resume_history(
+                    runner, 'EquityHook', self._resumed, self.identity(),
+                    self.allow_changed_settings, runner.iter)
+            restart_prefetching_workers(runner)
         except BaseException:
             self.remove()
             raise
@@ -305,19 +299,3 @@ class EquityHook(Hook):
 
     def after_run(self, runner) -> None:
         self.remove()
-
-
-def _restart_prefetching_workers(runner) -> None:
-    """An IterBasedTrainLoop starts its dataloader workers when it is
-    built, before before_train claims the EquityDataset: their copies of the
-    wrapper are unclaimed. Restart them once (the InfiniteSampler starts its
-    sequence again, so the batches are those of an undisturbed start)."""
-    loop = runner.train_loop
-    it = getattr(loop, 'dataloader_iterator', None)
-    loader = getattr(loop, 'dataloader', None)
-    if it is None or not getattr(loader, 'num_workers', 0):
-        return
-    loader._iterator = None  # persistent workers keep their old copies
-    loop.dataloader_iterator = type(it)(loader)
-    print_log('restarted the dataloader workers that the iteration-based '
-              'loop started before the EquityDataset was claimed', 'current')

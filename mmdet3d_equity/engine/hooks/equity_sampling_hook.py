@@ -28,8 +28,7 @@ from mmdet3d_equity.datasets.equity_repeat_sampler import (
 from mmdet3d_equity.datasets.equity_sampler import EquityWeightedSampler
 from mmdet3d_equity.utils.errors import ConfigError
 
-from .equity_hook import _restart_prefetching_workers
-from .guard import refuse_or_log_changes, settings_changes
+from .guard import restart_prefetching_workers, resume_history
 
 CKPT_KEY = 'equity_sampling'
 SAMPLERS = (EquityWeightedSampler, EquityRepeatFactorSampler)
@@ -65,18 +64,11 @@ class EquitySamplingHook(Hook):
                 'from custom_hooks')
         self._identity = sampler.identity()
         sampler.equity.claim('binding', 'EquitySamplingHook')
-        _restart_prefetching_workers(runner)
-        if self._resumed is None:
-            return
-        saved = self._resumed.get('settings')
-        changes = settings_changes(saved, self._identity) if saved else \
-            {'EquitySamplingHook': ('absent', 'present')}
-        refuse_or_log_changes(runner, 'EquitySamplingHook', changes,
-                              self.allow_changed_settings)
-        self._history = list(self._resumed.get('history', []))
-        if changes:
-            self._history.append(dict(iter=int(runner.iter),
-                                      changes=changes))
+        restart_prefetching_workers(runner)
+        if self._resumed is not None:
+            self._history = resume_history(
+                runner, 'EquitySamplingHook', self._resumed, self._identity,
+                self.allow_changed_settings, runner.iter)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[CKPT_KEY] = dict(settings=self._identity,

@@ -6,6 +6,11 @@
   silently (a mixed run whose saved config and log show only the new
   values), unless the hook's ``allow_changed_settings=True`` asks for it --
   then the change is logged and kept in the checkpoints' history.
+* :func:`resume_history`: the check of a resume and the history of
+  changes that EquityHook, SemanticScaleBalanceHook and EquitySamplingHook
+  keep in their checkpoints.
+* :func:`restart_prefetching_workers`: an iteration-based loop's workers,
+  started before a hook claimed the EquityDataset, are restarted.
 * :func:`remove_on_failure`: the hooks' torch hooks (and SSB's wrapped loss)
   are removed when ``runner.train()`` raises, not only after a normal end.
 * :func:`misplaced_keys`: a ``--cfg-options custom_hooks.N.<key>`` that
@@ -120,3 +125,38 @@ def refuse_or_log_changes(runner, hook: str, changes: Mapping,
     print_log(f'{hook}: resuming with changed settings ({text}) because '
               f'{option}=True; the change is recorded in the checkpoints '
               '(history).', 'current', logging.WARNING)
+
+
+def resume_history(runner, hook: str, state: Mapping, current: Mapping,
+                   allow: bool, it: int) -> list:
+    """The history of setting changes a resumed run continues with.
+
+    ``state`` is the hook's entry of the checkpoint (``settings`` and
+    ``history``; empty when the checkpoint was trained without the hook),
+    ``current`` the settings now. A change is refused unless ``allow``
+    (:func:`refuse_or_log_changes`); an allowed one is appended to the
+    history at iteration ``it``."""
+    saved = state.get('settings')
+    changes = settings_changes(saved, current) if saved else \
+        {hook: ('absent', 'present')}
+    refuse_or_log_changes(runner, hook, changes, allow)
+    history = list(state.get('history', []))
+    if changes:
+        history.append(dict(iter=int(it), changes=changes))
+    return history
+
+
+def restart_prefetching_workers(runner) -> None:
+    """An IterBasedTrainLoop starts its dataloader workers when it is
+    built, before before_train claims the EquityDataset: their copies of the
+    wrapper are unclaimed. Restart them once (the InfiniteSampler starts its
+    sequence again, so the batches are those of an undisturbed start)."""
+    loop = runner.train_loop
+    it = getattr(loop, 'dataloader_iterator', None)
+    loader = getattr(loop, 'dataloader', None)
+    if it is None or not getattr(loader, 'num_workers', 0):
+        return
+    loader._iterator = None  # persistent workers keep their old copies
+    loop.dataloader_iterator = type(it)(loader)
+    print_log('restarted the dataloader workers that the iteration-based '
+              'loop started before the EquityDataset was claimed', 'current')

@@ -32,12 +32,7 @@ from mmdet3d_equity.semantic_scale.measures import _check_alpha
 from mmdet3d_equity.semantic_scale.store import ClassFeatureStore
 from mmdet3d_equity.utils.errors import ArgumentError
 
-from .guard import (
-    misplaced_keys,
-    refuse_or_log_changes,
-    remove_on_failure,
-    settings_changes,
-)
+from .guard import misplaced_keys, remove_on_failure, resume_history
 
 CKPT_KEY = 'semantic_scale_balance'
 #: settings of the EquityHook (a custom_hooks.N key that reached this hook
@@ -352,17 +347,11 @@ class SemanticScaleBalanceHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if getattr(runner, '_resume', False):
             # a resume continues the run: its settings must be the same
-            saved = (checkpoint.get(CKPT_KEY) or {}).get('settings')
-            changes = settings_changes(saved, self.settings()) if saved else \
-                {'SemanticScaleBalanceHook': ('absent', 'present')}
-            refuse_or_log_changes(runner, 'SemanticScaleBalanceHook',
-                                  changes, self.allow_changed_settings)
-            self._history = list((checkpoint.get(CKPT_KEY) or {}).get(
-                'history', []))
-            if changes:
-                self._history.append(dict(
-                    iter=int(checkpoint.get('meta', {}).get('iter', 0)),
-                    changes=changes))
+            self._history = resume_history(
+                runner, 'SemanticScaleBalanceHook',
+                checkpoint.get(CKPT_KEY) or {}, self.settings(),
+                self.allow_changed_settings,
+                checkpoint.get('meta', {}).get('iter', 0))
         if CKPT_KEY not in checkpoint:
             MMLogger.get_current_instance().warning(
                 'SemanticScaleBalanceHook: the checkpoint has no SSB state '
