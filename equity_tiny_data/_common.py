@@ -467,9 +467,46 @@ def apply_image_style(img, depth, mode, rng):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def lidar_mode_filter(xyz, inten, mode, rng):
-    """Apply a mode's LiDAR style to (xyz, intensity); returns new arrays."""
-    st = LIDAR_STYLE[mode]
+#: The fog style's settings a generator call may change (``fog_style``).
+FOG_STYLE_KEYS = ('att', 'inten', 'scatter')
+
+
+def fog_lidar_style(fog_style=None):
+    """The rare mode's LiDAR style: ``LIDAR_STYLE['fog']`` with the settings
+    of ``fog_style`` (a dict with keys among FOG_STYLE_KEYS: attenuation
+    length in m, intensity scale in (0, 1], number of scatter returns)."""
+    style = dict(LIDAR_STYLE[RARE_MODE])
+    if not fog_style:
+        return style
+    if not isinstance(fog_style, dict):
+        raise TypeError(f'fog_style must be a dict with keys among '
+                        f'{FOG_STYLE_KEYS}, got {fog_style!r}')
+    unknown = sorted(set(fog_style) - set(FOG_STYLE_KEYS))
+    if unknown:
+        raise ValueError(f'unknown fog_style keys {unknown}; the keys are '
+                         f'{list(FOG_STYLE_KEYS)}')
+    att, inten, scatter = (fog_style.get(k, style[k])
+                           for k in FOG_STYLE_KEYS)
+    if isinstance(att, bool) or not isinstance(
+            att, (int, float)) or not att > 0:
+        raise ValueError(f'fog_style att (attenuation length, m) must be a '
+                         f'number > 0, got {att!r}; e.g. 22')
+    if isinstance(inten, bool) or not isinstance(
+            inten, (int, float)) or not 0 < inten <= 1:
+        raise ValueError(f'fog_style inten (intensity scale) must be in '
+                         f'(0, 1], got {inten!r}; e.g. 0.45')
+    if isinstance(scatter, bool) or not isinstance(
+            scatter, (int, np.integer)) or scatter < 0:
+        raise ValueError(f'fog_style scatter (scatter returns) must be an '
+                         f'int >= 0, got {scatter!r}; e.g. 700')
+    style.update(att=float(att), inten=float(inten), scatter=int(scatter))
+    return style
+
+
+def lidar_mode_filter(xyz, inten, mode, rng, style=None):
+    """Apply a mode's LiDAR style to (xyz, intensity); returns new arrays.
+    ``style`` replaces ``LIDAR_STYLE[mode]`` (see fog_lidar_style)."""
+    st = LIDAR_STYLE[mode] if style is None else style
     r = np.linalg.norm(xyz, axis=1)
     keep_p = np.full(len(xyz), st['keep'])
     if st['att'] is not None:

@@ -217,8 +217,9 @@ def _cyclist_silhouette(points, lidar_box):
     return points[keep]
 
 
-def _make_points(rng, objs, walls, poles, mode):
-    """Synthetic HDL-64-like sweep: (N, 4) float32 x, y, z, intensity."""
+def _make_points(rng, objs, walls, poles, mode, fog_style=None):
+    """Synthetic HDL-64-like sweep: (N, 4) float32 x, y, z, intensity.
+    ``fog_style``: the rare mode's LiDAR style (C.fog_lidar_style)."""
     eye = np.zeros(3)
     parts, inten, occl = [], [], []
     # ground: ring pattern of the lower beams
@@ -283,7 +284,8 @@ def _make_points(rng, objs, walls, poles, mode):
     it = np.concatenate(inten, 0)
     keep = C.occlude_by_zbuffer(xyz, np.concatenate(occl, 0))
     xyz, it = xyz[keep], it[keep]
-    xyz, it = C.lidar_mode_filter(xyz, it, mode, rng)
+    xyz, it = C.lidar_mode_filter(
+        xyz, it, mode, rng, fog_style if mode == C.RARE_MODE else None)
     return np.concatenate([xyz, it[:, None]], 1).astype(np.float32)
 
 
@@ -424,12 +426,13 @@ def _scene_layout(rng):
     return walls, poles
 
 
-def _write_frame(split_dir, idx, rng, mode, forced=(), with_label=True):
+def _write_frame(split_dir, idx, rng, mode, forced=(), with_label=True,
+                 fog_style=None):
     import cv2
     walls, poles = _scene_layout(rng)
     # testing frames contain objects too, only their labels are withheld
     objs = _sample_objects(rng, walls, forced)
-    points = _make_points(rng, objs, walls, poles, mode)
+    points = _make_points(rng, objs, walls, poles, mode, fog_style)
     img, visible = _render_image(rng, objs, walls, poles, mode)
     name = f'{idx:06d}'
     points.tofile(osp.join(split_dir, 'velodyne', name + '.bin'))
@@ -474,7 +477,8 @@ def _run_converters(build, progress):
 
 def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
                       overwrite=False, progress=False, rare_fraction=None,
-                      val_rare_fraction=None, train_rare_factor=1):
+                      val_rare_fraction=None, train_rare_factor=1,
+                      fog_style=None):
     """Write a synthetic tiny KITTI dataset (mmdet3d v2 infos) under ``root``.
 
     Args:
@@ -494,6 +498,12 @@ def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
             in place of day / dusk ones, same number of train frames); the
             val split is byte-identical to the one of factor 1. Needs
             ``rare_fraction``.
+        fog_style (dict, optional): the rare mode's LiDAR, changed from
+            ``LIDAR_STYLE['fog']``: ``att`` (attenuation length, m; a
+            point at range r is kept with probability keep * exp(-r / att)),
+            ``inten`` (intensity scale), ``scatter`` (near-range scatter
+            returns a frame). Recorded in ``frame_modes.json``
+            (``rare_lidar_style``).
 
     Returns:
         dict: paths (``root``, ``info_train``, ``info_val``, ``info_trainval``,
@@ -507,6 +517,7 @@ def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
                          f'{val_fraction!r}; e.g. use 0.25')
     C.check_rare_fractions(rare_fraction, val_rare_fraction)
     C.check_train_rare_factor(train_rare_factor, rare_fraction)
+    fog = C.fog_lidar_style(fog_style)
     root = C.check_output_root(root, overwrite)
     t0 = time.time()
     rng = np.random.default_rng([seed, 1])
@@ -546,7 +557,7 @@ def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
             frng = np.random.default_rng([seed, 2, idx])
             objs, npts, bright = _write_frame(
                 osp.join(build, 'training'), idx, frng, modes[idx],
-                forced.get(idx, ()))
+                forced.get(idx, ()), fog_style=fog)
             for o in objs:
                 class_counts[o['name']][split_of[idx]] += 1
             stats[idx] = dict(points=npts, brightness=bright)
@@ -561,6 +572,7 @@ def create_tiny_kitti(root, num_frames=64, seed=0, val_fraction=0.25,
         C.write_json(osp.join(build, 'frame_modes.json'), {
             'dataset': 'kitti',
             'rare_mode': C.RARE_MODE,
+            'rare_lidar_style': fog,
             'modes': {str(i): modes[i] for i in range(num_frames)},
             'split': {str(i): split_of[i] for i in range(num_frames)},
         })

@@ -88,6 +88,16 @@ def parse_args(argv=None):
     parser.add_argument('--val-rare-fraction', type=_fraction, default=None,
                         help='kitti: share of rare-mode frames in the val '
                         'split (e.g. 0.5 to measure the rare slice)')
+    parser.add_argument('--fog-attenuation', type=float, default=None,
+                        metavar='M', help='kitti: the fog LiDAR\'s '
+                        'attenuation length in m (a return at range r is '
+                        'kept with probability 0.75 exp(-r / M); default 22)')
+    parser.add_argument('--fog-intensity', type=float, default=None,
+                        metavar='S', help='kitti: the fog LiDAR\'s '
+                        'intensity scale in (0, 1] (default 0.45)')
+    parser.add_argument('--fog-scatter', type=int, default=None,
+                        metavar='N', help='kitti: near-range fog scatter '
+                        'returns a frame (default 700)')
     parser.add_argument('--quiet', action='store_true',
                         help='no progress bars')
     args = parser.parse_args(argv)
@@ -108,6 +118,20 @@ def parse_args(argv=None):
         parser.error('--val-fraction/--rare-fraction/--val-rare-fraction '
                      'apply to kitti only (nuScenes splits follow '
                      'v1.0-mini)')
+    fog = dict(att=args.fog_attenuation, inten=args.fog_intensity,
+               scatter=args.fog_scatter)
+    args.fog_style = {k: v for k, v in fog.items() if v is not None}
+    if args.dataset == 'nuscenes' and args.fog_style:
+        parser.error('--fog-attenuation/--fog-intensity/--fog-scatter '
+                     'apply to kitti only')
+    if args.fog_style:
+        from equity_tiny_data._common import fog_lidar_style
+        try:
+            fog_lidar_style(args.fog_style)
+        except ValueError as e:
+            parser.error(str(e).replace('fog_style att', '--fog-attenuation')
+                         .replace('fog_style inten', '--fog-intensity')
+                         .replace('fog_style scatter', '--fog-scatter'))
     if args.val_fraction == 0.0:
         parser.error('--val-fraction must be > 0')
     args.out = out
@@ -159,7 +183,8 @@ def main(argv=None):
     size = dict(kitti='num_frames', nuscenes='num_samples')[args.dataset]
     extra = {} if args.dataset == 'nuscenes' else dict(
         val_fraction=args.val_fraction, rare_fraction=args.rare_fraction,
-        val_rare_fraction=args.val_rare_fraction)
+        val_rare_fraction=args.val_rare_fraction,
+        fog_style=args.fog_style or None)
     with stdout_silenced(args.quiet):
         result = create[args.dataset](args.out, seed=args.seed,
                                       overwrite=args.overwrite,

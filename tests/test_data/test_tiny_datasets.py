@@ -369,6 +369,14 @@ def _cli(capsys, *args):
     (['nuscenes', '--rare-fraction', '0.1', '--val-rare-fraction', '0.5'],
      '--val-fraction/--rare-fraction/--val-rare-fraction apply to kitti '
      'only (nuScenes splits follow v1.0-mini)'),
+    (['nuscenes', '--fog-scatter', '100'], '--fog-attenuation/'
+     '--fog-intensity/--fog-scatter apply to kitti only'),
+    (['kitti', '--fog-attenuation', '0'], '--fog-attenuation (attenuation '
+     'length, m) must be a number > 0, got 0.0; e.g. 22'),
+    (['kitti', '--fog-intensity', '2'], '--fog-intensity (intensity scale) '
+     'must be in (0, 1], got 2.0; e.g. 0.45'),
+    (['kitti', '--fog-scatter', '-5'], '--fog-scatter (scatter returns) '
+     'must be an int >= 0, got -5; e.g. 700'),
 ])
 def test_cli_bad_arguments(tmp_path, capsys, args, message):
     rc, err = _cli(capsys, *args, '--out', str(tmp_path / 'out'))

@@ -152,11 +152,12 @@ def test_new_arms_and_their_configs(tmp_path):
 
 
 def test_positive_control_data_check(tmp_path):
-    def write(root, modes, split):
+    def write(root, modes, split, att=22.0):
         os.makedirs(root, exist_ok=True)
         with open(osp.join(root, 'frame_modes.json'), 'w') as f:
             json.dump(dict(modes=modes, split=split, rare_mode='fog',
-                           dataset='kitti'), f)
+                           dataset='kitti',
+                           rare_lidar_style=dict(att=att)), f)
 
     import os
     split = {str(i): 'train' if i < 10 else 'val' for i in range(14)}
@@ -173,3 +174,7 @@ def test_positive_control_data_check(tmp_path):
         f"{tmp_path / 'c'} is not the positive control of {tmp_path / 'm'} "
         "(the val frames' modes differ; 3 train fog frames, not 4 x 1); "
         'delete it to regenerate it')
+    write(str(tmp_path / 'c'), ctl, split, att=14.0)  # another fog
+    with pytest.raises(study.StudyDataError,
+                       match=r'\(the fog LiDAR style differs\)'):
+        study.check_control_data(str(tmp_path / 'm'), str(tmp_path / 'c'))

@@ -232,9 +232,11 @@ def test_data_of_another_size_is_refused(tmp_path):
     modes = {str(i): m for i, m in enumerate(
         ['fog'] + ['day'] * 7 + ['fog'] * 2 + ['dusk', 'day'])}
     split = {str(i): 'train' if i < 8 else 'val' for i in range(12)}
+    from equity_tiny_data._common import fog_lidar_style
+    fm = dict(modes=modes, split=split, rare_mode='fog', dataset='kitti',
+              rare_lidar_style=fog_lidar_style(size['fog_style']))
     with open(tmp_path / 'frame_modes.json', 'w') as f:
-        json.dump(dict(modes=modes, split=split, rare_mode='fog',
-                       dataset='kitti'), f)
+        json.dump(fm, f)
     study.check_study_data(str(tmp_path), size)  # matches: no error
     with pytest.raises(study.StudyDataError) as exc:
         study.check_study_data(str(tmp_path), dict(size, frames=24,
@@ -244,6 +246,20 @@ def test_data_of_another_size_is_refused(tmp_path):
         '12 (this size needs 24); val: 4 (this size needs 8); train fog: 1 '
         '(this size needs 2)); delete it to regenerate it, or pass another '
         '--data-root')
+    # the fog LiDAR style is part of the size (the study's denser fog)
+    assert size['fog_style'] == study.STUDY_FOG
+    default = dict(size, fog_style=None)
+    with pytest.raises(study.StudyDataError,
+                       match=r"another fog LiDAR style \(\{'keep': 0.75, "
+                       r"'att': 14.0.*this size needs \{'keep': 0.75, "
+                       r"'att': 22.0"):
+        study.check_study_data(str(tmp_path), default)
+    del fm['rare_lidar_style']  # data from before the style was recorded
+    with open(tmp_path / 'frame_modes.json', 'w') as f:
+        json.dump(fm, f)
+    with pytest.raises(study.StudyDataError,
+                       match=r'another fog LiDAR style \(not recorded;'):
+        study.check_study_data(str(tmp_path), size)
 
 
 def test_why_section_reads_the_arms_against_each_other():

@@ -1,7 +1,8 @@
 # The efficacy study's baseline (docs/efficacy.md, tools/efficacy_study.py):
 # the tiny PointPillars on the study's tiny KITTI dataset, where the rare
-# 'fog' mode is rare in train (6 %) and enriched in val (50 %). The study sets
-# EQUITY_TINY_KITTI (default data/tiny_kitti_study) for every run.
+# 'fog' mode is rare in train (6 %) and enriched in val (25 %; a denser fog
+# than the generator's default, study.STUDY_FOG, docs/testbed.md). The study
+# sets EQUITY_TINY_KITTI (default data/tiny_kitti_study) for every run.
 # Sized for competence, not for speed (measurements in docs/testbed.md and
 # docs/efficacy.md): the full-width tiny PointPillars (backbone 32/64/128,
 # neck 3 x 64) for 24 epochs of the 128 train frames (768 iterations).

@@ -254,6 +254,14 @@ def control_line(analysis, arm: str = 'positive_control') -> Optional[str]:
             'help: the testbed is not sensitive enough.')
 
 
+def _fog_text(fog_style) -> str:
+    """The fog LiDAR style of a size, as the Setup states it."""
+    from equity_tiny_data._common import fog_lidar_style
+    st = fog_lidar_style(fog_style)
+    return (f"; attenuation length {st['att']:g} m, intensity x "
+            f"{st['inten']:g}, {st['scatter']} scatter returns a frame")
+
+
 def conclusion(phase_a, phase_b, facts) -> List[str]:
     """Plain statements from the verdicts of the primary endpoints."""
     lines = []
@@ -536,7 +544,8 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
     lines += ['', '## Setup', '',
               f"- Data: {size['frames']} synthetic KITTI frames (seed "
               f"{size['data_seed']}); the rare appearance 'fog' (LiDAR "
-              'attenuation, fewer and noisier points, hazy images) makes up '
+              'attenuation, fewer and noisier points, hazy images'
+              + _fog_text(size.get('fog_style')) + ') makes up '
               f"{size['rare_fraction']:.0%} of the train split and "
               f"{size['val_rare_fraction']:.0%} of the val split. Frames per "
               'split and mode: ' + '; '.join(

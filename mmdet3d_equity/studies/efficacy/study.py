@@ -86,9 +86,19 @@ CONTROL_FACTOR = 4
 #: (the detector-features scorer arm); no arm trains with it
 SCORER_DETECTOR_SEED = 100
 
-#: full size (``arms`` None: every arm)
-FULL = dict(frames=192, val_fraction=1 / 3, rare_fraction=0.06,
-            val_rare_fraction=0.5, data_seed=0, epochs=24,
+#: the study's fog (docs/testbed.md): the generator's default fog left
+#: the positive control's fog Car gain within noise (+3.3 [-1.3, +7.9] over
+#: 5 seeds, the baseline's fog Car at 88); this denser fog (attenuation
+#: length 14 m, not 22; intensity x 0.25, not 0.45; 1400 scatter returns,
+#: not 700) brings the baseline's fog Car to about 65 and the control's
+#: gain to about +15 (one-seed trial)
+STUDY_FOG = dict(att=14.0, inten=0.25, scatter=1400)
+#: full size (``arms`` None: every arm); 128 train frames (8 fog) and 128
+#: val frames, a quarter fog (32 frames): the whole split stays mostly day
+#: and dusk, as a deployment's would, and the fog slice keeps its 32 frames
+FULL = dict(frames=256, val_fraction=0.5, rare_fraction=0.06,
+            val_rare_fraction=0.25, data_seed=0, epochs=24,
+            fog_style=STUDY_FOG,
             select_seeds=[0, 1, 2, 3, 4, 5],
             confirm_seeds=[6, 7, 8, 9, 10, 11],
             sweep_eta=[0.3, 0.1], oracle_ratios=[10.0], arms=None)
@@ -103,6 +113,7 @@ DEMO = dict(frames=96, val_fraction=1 / 3, rare_fraction=0.1,
 #: a reduced study (``--reduced``): same steps, toy sizes
 REDUCED = dict(frames=48, val_fraction=1 / 3, rare_fraction=0.1,
                val_rare_fraction=0.5, data_seed=0, epochs=2,
+               fog_style=STUDY_FOG,
                select_seeds=[0, 1], confirm_seeds=[2],
                sweep_eta=[0.1], oracle_ratios=[10.0], arms=None)
 
@@ -124,12 +135,17 @@ def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
     skipped when its output exists)."""
     py = sys.executable
     if not osp.isfile(osp.join(data_root, 'kitti_infos_val.pkl')):
+        fog = [a for k, flag in (('att', '--fog-attenuation'),
+                                 ('inten', '--fog-intensity'),
+                                 ('scatter', '--fog-scatter'))
+               if k in (size.get('fog_style') or {})
+               for a in (flag, str(size['fog_style'][k]))]
         _run([py, '-m', 'mmdet3d_equity.cli.create_tiny_dataset', 'kitti',
               '--out', data_root, '--frames', str(size['frames']), '--seed',
               str(size['data_seed']), '--val-fraction',
               str(size['val_fraction']), '--rare-fraction',
               str(size['rare_fraction']), '--val-rare-fraction',
-              str(size['val_rare_fraction']), '--quiet'], env)
+              str(size['val_rare_fraction']), *fog, '--quiet'], env)
     check_study_data(data_root, size)
     lik = osp.join(data_root, 'equity_likelihoods.npz')
     if not osp.isfile(osp.join(data_root, 'equity_likelihoods_val.npz')):
@@ -173,7 +189,8 @@ def prepare_control_data(data_root: str, size: Dict) -> str:
                           val_fraction=size['val_fraction'],
                           rare_fraction=size['rare_fraction'],
                           val_rare_fraction=size['val_rare_fraction'],
-                          train_rare_factor=CONTROL_FACTOR, overwrite=True)
+                          train_rare_factor=CONTROL_FACTOR,
+                          fog_style=size.get('fog_style'), overwrite=True)
     check_control_data(data_root, root)
     return root
 
@@ -184,6 +201,8 @@ def check_control_data(data_root: str, root: str) -> None:
     from .oracle import read_frame_modes
     main, ctl = read_frame_modes(data_root), read_frame_modes(root)
     problems = []
+    if main.get('rare_lidar_style') != ctl.get('rare_lidar_style'):
+        problems.append('the fog LiDAR style differs')
     if main['split'] != ctl['split']:
         problems.append('the train / val split differs')
     val = [k for k, v in main['split'].items() if v == 'val']
@@ -234,10 +253,18 @@ def check_study_data(data_root: str, size: Dict) -> None:
     """Refuse a data root generated with another size than ``size`` (the
     study reuses existing data): frame count, val split and rare frames per
     split must be what the generator makes for ``size``."""
-    from equity_tiny_data._common import RARE_MODE
+    from equity_tiny_data._common import RARE_MODE, fog_lidar_style
 
     from .oracle import read_frame_modes
     fm = read_frame_modes(data_root)
+    style = fog_lidar_style(size.get('fog_style'))
+    have_style = fm.get('rare_lidar_style')
+    if have_style != style:
+        raise StudyDataError(
+            f'{data_root} holds a dataset generated with another fog LiDAR '
+            f'style ({have_style or "not recorded"}; this size needs '
+            f'{style}); delete it to regenerate it, or pass another '
+            '--data-root')
     n = int(size['frames'])
     n_val = max(1, int(round(size['val_fraction'] * n)))
     want = dict(frames=n, val=n_val)
