@@ -90,8 +90,8 @@ SCORER_DETECTOR_SEED = 100
 #: the positive control's fog Car gain within noise (+3.3 [-1.3, +7.9] over
 #: 5 seeds, the baseline's fog Car at 88); this denser fog (attenuation
 #: length 14 m, not 22; intensity x 0.25, not 0.45; 1400 scatter returns,
-#: not 700) brings the baseline's fog Car to about 65 and the control's
-#: gain to about +15 (one-seed trial)
+#: not 700) brought the baseline's fog Car to 72.9 ± 6.3 and the control's
+#: gain to +11.6 [+4.8, +18.4] (study of 2026-12-04, docs/efficacy.md)
 STUDY_FOG = dict(att=14.0, inten=0.25, scatter=1400)
 #: full size (``arms`` None: every arm); 128 train frames (8 fog) and 128
 #: val frames, a quarter fog (32 frames): the whole split stays mostly day
