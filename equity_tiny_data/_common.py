@@ -467,14 +467,22 @@ def apply_image_style(img, depth, mode, rng):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-#: The fog style's settings a generator call may change (``fog_style``).
-FOG_STYLE_KEYS = ('att', 'inten', 'scatter')
+#: The fog style's settings a generator call may change (``fog_style``),
+#: with the create_tiny_dataset.py flag of each.
+FOG_STYLE_FLAGS = {'att': '--fog-attenuation', 'inten': '--fog-intensity',
+                   'scatter': '--fog-scatter'}
+FOG_STYLE_KEYS = tuple(FOG_STYLE_FLAGS)
 
 
-def fog_lidar_style(fog_style=None):
+def fog_lidar_style(fog_style=None, names=None):
     """The rare mode's LiDAR style: ``LIDAR_STYLE['fog']`` with the settings
     of ``fog_style`` (a dict with keys among FOG_STYLE_KEYS: attenuation
-    length in m, intensity scale in (0, 1], number of scatter returns)."""
+    length in m, intensity scale in (0, 1], number of scatter returns).
+    ``names`` (key -> name) names the settings in the errors, e.g.
+    FOG_STYLE_FLAGS; default ``fog_style <key>``."""
+    def name(k):
+        return (names or {}).get(k, f'fog_style {k}')
+
     style = dict(LIDAR_STYLE[RARE_MODE])
     if not fog_style:
         return style
@@ -489,15 +497,15 @@ def fog_lidar_style(fog_style=None):
                            for k in FOG_STYLE_KEYS)
     if isinstance(att, bool) or not isinstance(
             att, (int, float)) or not att > 0:
-        raise ValueError(f'fog_style att (attenuation length, m) must be a '
+        raise ValueError(f'{name("att")} (attenuation length, m) must be a '
                          f'number > 0, got {att!r}; e.g. 22')
     if isinstance(inten, bool) or not isinstance(
             inten, (int, float)) or not 0 < inten <= 1:
-        raise ValueError(f'fog_style inten (intensity scale) must be in '
+        raise ValueError(f'{name("inten")} (intensity scale) must be in '
                          f'(0, 1], got {inten!r}; e.g. 0.45')
     if isinstance(scatter, bool) or not isinstance(
             scatter, (int, np.integer)) or scatter < 0:
-        raise ValueError(f'fog_style scatter (scatter returns) must be an '
+        raise ValueError(f'{name("scatter")} (scatter returns) must be an '
                          f'int >= 0, got {scatter!r}; e.g. 700')
     style.update(att=float(att), inten=float(inten), scatter=int(scatter))
     return style

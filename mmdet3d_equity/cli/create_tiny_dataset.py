@@ -118,20 +118,17 @@ def parse_args(argv=None):
         parser.error('--val-fraction/--rare-fraction/--val-rare-fraction '
                      'apply to kitti only (nuScenes splits follow '
                      'v1.0-mini)')
-    fog = dict(att=args.fog_attenuation, inten=args.fog_intensity,
-               scatter=args.fog_scatter)
+    from equity_tiny_data._common import FOG_STYLE_FLAGS, fog_lidar_style
+    fog = {k: getattr(args, flag[2:].replace('-', '_'))
+           for k, flag in FOG_STYLE_FLAGS.items()}
     args.fog_style = {k: v for k, v in fog.items() if v is not None}
     if args.dataset == 'nuscenes' and args.fog_style:
-        parser.error('--fog-attenuation/--fog-intensity/--fog-scatter '
-                     'apply to kitti only')
-    if args.fog_style:
-        from equity_tiny_data._common import fog_lidar_style
-        try:
-            fog_lidar_style(args.fog_style)
-        except ValueError as e:
-            parser.error(str(e).replace('fog_style att', '--fog-attenuation')
-                         .replace('fog_style inten', '--fog-intensity')
-                         .replace('fog_style scatter', '--fog-scatter'))
+        parser.error('/'.join(FOG_STYLE_FLAGS.values()) +
+                     ' apply to kitti only')
+    try:
+        fog_lidar_style(args.fog_style, names=FOG_STYLE_FLAGS)
+    except ValueError as e:
+        parser.error(str(e))
     if args.val_fraction == 0.0:
         parser.error('--val-fraction must be > 0')
     args.out = out

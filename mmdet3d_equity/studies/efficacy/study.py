@@ -135,11 +135,9 @@ def prepare_data(data_root: str, size: Dict, env: Dict[str, str]) -> Dict:
     skipped when its output exists)."""
     py = sys.executable
     if not osp.isfile(osp.join(data_root, 'kitti_infos_val.pkl')):
-        fog = [a for k, flag in (('att', '--fog-attenuation'),
-                                 ('inten', '--fog-intensity'),
-                                 ('scatter', '--fog-scatter'))
-               if k in (size.get('fog_style') or {})
-               for a in (flag, str(size['fog_style'][k]))]
+        from equity_tiny_data._common import FOG_STYLE_FLAGS
+        fog = [a for k, v in (size.get('fog_style') or {}).items()
+               for a in (FOG_STYLE_FLAGS[k], str(v))]
         _run([py, '-m', 'mmdet3d_equity.cli.create_tiny_dataset', 'kitti',
               '--out', data_root, '--frames', str(size['frames']), '--seed',
               str(size['data_seed']), '--val-fraction',
