@@ -333,6 +333,42 @@ def test_cli_arms_and_seeds_choose_a_subset_of_the_design(capsys):
     assert study.omitted_arms(study.FULL) == []
 
 
+@pytest.mark.parametrize('argv, expected', [
+    ([], 'python tools/efficacy_study.py'),
+    (['--reduced'], 'python tools/efficacy_study.py --reduced'),
+    (['--arms', 'gfl', 'positive_control', '--confirm-seeds', '20', '21'],
+     'python tools/efficacy_study.py --arms gfl positive_control '
+     '--confirm-seeds 20 21'),
+    (['--reduced', '--select-seeds', '5', '6'],
+     'python tools/efficacy_study.py --reduced --select-seeds 5 6'),
+])
+def test_the_report_names_the_command_that_ran_it(argv, expected):
+    """Reproduce gives the invocation's own arms and seeds, and the command
+    it prints parses back to the same size."""
+    from mmdet3d_equity.cli import efficacy_study
+    size = efficacy_study.parse_args(argv).size
+    assert study.study_command(size) == expected
+    again = expected.split()[2:]
+    assert efficacy_study.parse_args(again).size == size
+    lines = report.reproduce_lines(study.study_command(size))
+    assert expected in lines
+    assert ('python tools/efficacy_study.py --reduced  # minutes: the same '
+            'steps at a toy size' in lines) == ('--reduced' not in argv)
+    # every arm, named one by one, is the full design: no --arms
+    every = study.arm_names(study.FULL)
+    assert study.study_command(dict(study.FULL, arms=every)) == (
+        'python tools/efficacy_study.py')
+
+
+def test_a_size_the_command_line_cannot_set_says_so():
+    size = dict(study.REDUCED, epochs=1)
+    assert study.study_command(size) is None
+    lines = report.reproduce_lines(None)
+    assert "size the command line does not set" in lines[0]
+    assert 'python tools/efficacy_study.py --reduced  # minutes: the same ' \
+        'steps at a toy size' in lines
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--arms', 'gfl', 'nope'], "--arms: unknown study arms ['nope']"),
     (['--select-seeds', '0', '1', '--confirm-seeds', '1', '2'],

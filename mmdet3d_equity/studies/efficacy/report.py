@@ -473,6 +473,25 @@ def plot_dose_response(phase_a, facts, path: str) -> Optional[str]:
     return path
 
 
+def reproduce_lines(command: Optional[str]) -> List[str]:
+    """The Reproduce section's commands: the invocation that wrote the page
+    (its arms and seeds as given) and the reduced study."""
+    if command is None:
+        first = ('This page was written for a size the command line does '
+                 'not set (`run_study` called with its own size); the '
+                 "study's own sizes:")
+        cmds = ['python tools/efficacy_study.py            # the full design',
+                'python tools/efficacy_study.py --reduced  # minutes: the '
+                'same steps at a toy size']
+    else:
+        first = 'The command that wrote this page (finished runs are reused):'
+        cmds = [command]
+        if '--reduced' not in command:
+            cmds += ['python tools/efficacy_study.py --reduced  # minutes: '
+                     'the same steps at a toy size']
+    return [first, '', '```bash', *cmds, '```', '']
+
+
 def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
                        overwrite: bool = False) -> str:
     from ...utils.fileio import (
@@ -693,13 +712,8 @@ def write_efficacy_doc(doc: str, phase_a: Dict, phase_b: Dict, facts: Dict,
                          [[a, _pm(c['seconds_per_iter'], 3, '—'),
                            _pm(c['ratio_to_baseline'], 3, '—')]
                           for a, c in cost.items()]), '']
-    lines += ['## Reproduce', '',
-              '```bash',
-              'python tools/efficacy_study.py            # this page '
-              '(finished runs are reused)',
-              'python tools/efficacy_study.py --reduced  # minutes: the '
-              'same steps at a toy size',
-              '```', '',
+    lines += ['## Reproduce', ''] + reproduce_lines(facts.get('command'))
+    lines += [
               f"Full benchmark reports (every slice, class and AP variant, "
               f"CSV/JSON): `{facts['work_dir']}/selection/report.md` and "
               f"`{facts['work_dir']}/confirmation/report.md`.", '']
