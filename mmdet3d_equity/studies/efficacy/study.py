@@ -91,14 +91,17 @@ SCORER_DETECTOR_SEED = 100
 #: 5 seeds, the baseline's fog Car at 88); this denser fog (attenuation
 #: length 14 m, not 22; intensity x 0.25, not 0.45; 1400 scatter returns,
 #: not 700) brought the baseline's fog Car to 72.9 ± 6.3 and the control's
-#: gain to +11.6 [+4.8, +18.4] (study of 2026-12-04, docs/efficacy.md)
+#: gain to +11.6 [+4.8, +18.4] (docs/efficacy_2026-12-04.md); 75.6 ± 4.3
+#: and +9.8 [+6.6, +13.1] over 7 seeds of another machine (2026-12-07,
+#: docs/efficacy.md)
 STUDY_FOG = dict(att=14.0, inten=0.25, scatter=1400)
 #: full size (``arms`` None: every arm); 128 train frames (8 fog) and 128
 #: val frames, a quarter fog (32 frames): the whole split stays mostly day
 #: and dusk, as a deployment's would, and the fog slice keeps its 32 frames.
 #: 8 seeds a phase: the paired fog Car differences' sd of 5.5 (study of
 #: 2026-12-04) resolves t(7) x 5.5 / sqrt(8) = 4.6 points, within the
-#: target of 5; 5 seeds resolved 6.8 and 6 would resolve 5.8
+#: target of 5; 5 seeds resolved 6.8 and 6 would resolve 5.8 (the study
+#: of 2026-12-07 measured a smaller sd, 3.5: 7 seeds resolved 3.2)
 FULL = dict(frames=256, val_fraction=0.5, rare_fraction=0.06,
             val_rare_fraction=0.25, data_seed=0, epochs=24,
             fog_style=STUDY_FOG,
