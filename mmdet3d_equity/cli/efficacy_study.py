@@ -55,12 +55,13 @@ def parse_args(argv=None):
     if args.jobs < 1:
         p.error('--jobs must be >= 1')
     from mmdet3d_equity.studies.efficacy.study import (
+        CLI_SIZE_FLAGS,
         FULL,
         REDUCED,
         arm_names,
     )
     size = dict(REDUCED if args.reduced else FULL)
-    for key in ('arms', 'select_seeds', 'confirm_seeds'):
+    for key in CLI_SIZE_FLAGS:
         if getattr(args, key) is not None:
             size[key] = list(getattr(args, key))
     try:

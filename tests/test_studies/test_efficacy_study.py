@@ -354,13 +354,13 @@ def test_the_report_names_the_command_that_ran_it(argv, expected):
     assert expected in lines
     assert ('python tools/efficacy_study.py --reduced  # minutes: the same '
             'steps at a toy size' in lines) == ('--reduced' not in argv)
+
+
+def test_every_arm_is_the_full_design_and_an_unset_size_says_so():
     # every arm, named one by one, is the full design: no --arms
     every = study.arm_names(study.FULL)
     assert study.study_command(dict(study.FULL, arms=every)) == (
         'python tools/efficacy_study.py')
-
-
-def test_a_size_the_command_line_cannot_set_says_so():
     size = dict(study.REDUCED, epochs=1)
     assert study.study_command(size) is None
     lines = report.reproduce_lines(None)

@@ -476,19 +476,17 @@ def plot_dose_response(phase_a, facts, path: str) -> Optional[str]:
 def reproduce_lines(command: Optional[str]) -> List[str]:
     """The Reproduce section's commands: the invocation that wrote the page
     (its arms and seeds as given) and the reduced study."""
+    reduced = ('python tools/efficacy_study.py --reduced  # minutes: the '
+               'same steps at a toy size')
     if command is None:
         first = ('This page was written for a size the command line does '
                  'not set (`run_study` called with its own size); the '
                  "study's own sizes:")
         cmds = ['python tools/efficacy_study.py            # the full design',
-                'python tools/efficacy_study.py --reduced  # minutes: the '
-                'same steps at a toy size']
+                reduced]
     else:
         first = 'The command that wrote this page (finished runs are reused):'
-        cmds = [command]
-        if '--reduced' not in command:
-            cmds += ['python tools/efficacy_study.py --reduced  # minutes: '
-                     'the same steps at a toy size']
+        cmds = [command] + ([] if '--reduced' in command else [reduced])
     return [first, '', '```bash', *cmds, '```', '']
 
 
